@@ -1,0 +1,81 @@
+/* image.h - one snapshot seen as a flat image: what the FUSE layer calls.
+ *
+ * The image ties together the lazy block index (which blocks exist, their
+ * tokens), the block cache shared by all images of a mount (single-flight
+ * fetches), the per-open-file readahead, and - in -o rw mode - the staging
+ * area that keeps writes local until commit.
+ *
+ * Reads hand back references to cache memory instead of copying: the FUSE
+ * layer passes the segments to fuse_reply_data() and then releases them.
+ * No lock is held across a network request; a reader waits only for the
+ * blocks it asked for.
+ */
+#ifndef EBSFS_IMAGE_H
+#define EBSFS_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ebs_client;
+struct ebs_error;
+struct block_cache;
+struct image;
+struct image_reader;
+
+struct image_options {
+  struct ebs_client *client;
+  struct block_cache *cache;        /* shared by every image of the mount */
+  unsigned readahead_max_blocks;    /* cap of the sequential window; 0: default */
+  unsigned max_requests;            /* fetches in flight per image; 0: default */
+};
+
+/* Open a completed snapshot.  Checks it exists, is completed and readable
+ * (one small ListSnapshotBlocks call), learns the volume size; does NOT list
+ * the whole index.  Returns 0 or -errno with err filled. */
+int image_open(const char *snapshot_id, const struct image_options *opts,
+               struct image **out, struct ebs_error *err);
+void image_close(struct image *img);
+
+uint64_t image_size(const struct image *img);
+const char *image_snapshot_id(const struct image *img);
+bool image_writable(const struct image *img);
+
+/* Per open file: sequential-stream detection for readahead. */
+struct image_reader *image_reader_new(struct image *img);
+void image_reader_free(struct image_reader *r);
+
+/* One piece of a read reply: memory (mem != NULL) or a file range (fd >= 0). */
+struct image_seg {
+  const void *mem;
+  int fd;
+  off_t fd_offset;
+  size_t len;
+};
+
+#define IMAGE_READ_MAX_SEGS 16      /* reads are capped at 7 MiB by this */
+
+struct image_read {
+  struct image_seg seg[IMAGE_READ_MAX_SEGS];
+  size_t nseg;
+  void *ref_[IMAGE_READ_MAX_SEGS];  /* private: what release drops */
+  size_t nref_;
+};
+
+/* Read [off, off+len), clipped at the image size.  On success returns the
+ * byte count (0 at EOF) and fills rd, which the caller must release.  A block
+ * that could not be fetched after the retry policy gives -EIO, never wrong
+ * data. */
+ssize_t image_read(struct image_reader *r, uint64_t off, size_t len,
+                   struct image_read *rd);
+void image_read_release(struct image_read *rd);
+
+/* SEEK_DATA / SEEK_HOLE answered from the block index: offset, or -ENXIO. */
+off_t image_seek(struct image *img, off_t off, int whence);
+
+/* Write path (staging mode).  Read-only images answer -EROFS. */
+ssize_t image_write(struct image *img, const void *buf, size_t len, uint64_t off);
+int image_fsync(struct image *img, bool datasync);
+
+#endif
