@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# emulator-semantics.sh - the emulator behaves like EBS: lineage, changed
+# blocks, ClientToken idempotency, Timeout, token expiry and binding, pages,
+# validation, fault injection, latency, rate limiting, counters, import/export,
+# a 16 TiB synthetic snapshot, session tokens, and data that survives a restart.
+# Driven by botocore (tests/emulator/test_semantics.py); skips without it.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
+
+requires timeout
+"$PYTHON3" -c 'import botocore' 2>/dev/null || skip "botocore is not importable by $PYTHON3"
+start_emulator --quiet --credentials 'AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' \
+  --credentials ASIATEST:sekrit:tok3n
+suite="$top_srcdir/tests/emulator/test_semantics.py"
+timeout 120 "$PYTHON3" "$suite" || fail "semantics suite"
+
+# Persistence: what was written (and a pending snapshot) survives a restart.
+timeout 30 "$PYTHON3" "$suite" prepare "$EMU_TMP/state.json" || fail "prepare"
+data=$EMU_DATA_DIR
+stop_emulator
+kill -9 "$EMU_PID" 2>/dev/null
+EMU_PID=
+"$PYTHON3" "$EMULATOR" serve --quiet --data-dir "$data" --port-file "$EMU_TMP/port2" \
+  --admin-port-file "$EMU_TMP/admin-port2" >>"$EMU_LOG" 2>&1 &
+EMU_PID=$!
+for i in $(seq 100); do [ -s "$EMU_TMP/admin-port2" ] && break; sleep 0.1; done
+[ -s "$EMU_TMP/admin-port2" ] || fail "restart"
+EMU_URL="http://127.0.0.1:$(cat "$EMU_TMP/port2")"
+EMU_ADMIN_URL="http://127.0.0.1:$(cat "$EMU_TMP/admin-port2")"
+export EMU_URL EMU_ADMIN_URL
+timeout 30 "$PYTHON3" "$suite" verify "$EMU_TMP/state.json" || fail "verify after restart"
+echo "PASS: emulator semantics"
