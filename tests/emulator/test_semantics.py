@@ -70,6 +70,11 @@ def emu(*args):
     return out.stdout
 
 
+def slurp(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def b64sha(data):
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -514,12 +519,12 @@ class ImportExport(Base):
         r = self.c.list_snapshot_blocks(SnapshotId=sid)
         self.assertEqual(r["VolumeSize"], 1)
         got = self.read_all(sid)
-        src = open(img, "rb").read()
+        src = slurp(img)
         self.assertEqual(got[0], src[:BS])
         self.assertEqual(got[5], src[5 * BS:] + bytes(BS - 12345))
         out = os.path.join(TMP, "rt.out")
         emu("export", sid, out, "--size", str(size))
-        self.assertEqual(open(out, "rb").read(), src)
+        self.assertEqual(slurp(out), src)
         emu("export", sid, out)
         self.assertEqual(os.path.getsize(out), 1 << 30)
         with open(out, "rb") as f:
@@ -583,11 +588,13 @@ def prepare(state):
     b.c.put_snapshot_block(SnapshotId=pend, BlockIndex=1, BlockData=d, DataLength=BS,
                            Checksum=b64sha(d), ChecksumAlgorithm="SHA256")
     tok = b.list_all(done)[0]["BlockToken"]
-    json.dump({"done": done, "child": child, "pending": pend, "token": tok}, open(state, "w"))
+    with open(state, "w") as f:
+        json.dump({"done": done, "child": child, "pending": pend, "token": tok}, f)
 
 
 def verify(state):
-    s = json.load(open(state))
+    with open(state) as f:
+        s = json.load(f)
     b = Base()
     b.c = client()
     b.assertEqual(b.read_all(s["done"]), {0: block("keep0"), 7: block("keep7")})

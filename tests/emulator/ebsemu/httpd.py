@@ -15,6 +15,7 @@ the signature; apply a matching fault rule; apply the per-snapshot rate limit
 import email.utils
 import http.server
 import json
+import os
 import random
 import re
 import select
@@ -262,7 +263,8 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     server_version = "ebs-emulator"
     sys_version = ""
     disable_nagle_algorithm = True
-    timeout = 300               # idle keep-alive connections are closed after this
+    timeout = None
+    body_buffer = None
 
     def log_message(self, fmt, *args):
         if not self.server.ctx.quiet:
@@ -295,10 +297,23 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length", "0") or 0)
         if n < 0 or n > MAX_BODY:
             raise ValueError("body too large")
-        body = self.rfile.read(n) if n else b""
-        if len(body) != n:
-            raise ConnectionError("client closed mid-body")
-        return body
+        if n < 65536:
+            body = self.rfile.read(n) if n else b""
+            if len(body) != n:
+                raise ConnectionError("client closed mid-body")
+            return body
+        # Blocks go into this thread's reusable buffer: no 512 KiB allocation per request.
+        buf = self.body_buffer
+        if buf is None or len(buf) < n:
+            buf = self.body_buffer = bytearray(n)
+        view = memoryview(buf)[:n]
+        got = 0
+        while got < n:
+            k = self.rfile.readinto(view[got:])
+            if not k:
+                raise ConnectionError("client closed mid-body")
+            got += k
+        return view
 
     def _send(self, status, headers, body, fault=None):
         ctx = self.server.ctx
@@ -340,11 +355,21 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             return len(head) + len(part)
         if kind == "corrupt":
             ctx.counters.bump("faults", kind)
-        self.connection.sendall(head + body if len(body) < (1 << 21) else head)
-        if len(body) >= (1 << 21):
-            self.connection.sendall(body)
+        self._sendv(head, body)
         self.status_sent = status
         return len(head) + len(body)
+
+    def _sendv(self, head, body):
+        """Headers and body in one sendmsg, without joining them (no copy)."""
+        sock = self.connection
+        bufs = [memoryview(head), memoryview(body)]
+        while bufs:
+            n = sock.sendmsg(bufs)
+            while bufs and n >= len(bufs[0]):
+                n -= len(bufs[0])
+                bufs.pop(0)
+            if bufs and n:
+                bufs[0] = bufs[0][n:]
 
     def _stall(self, seconds):
         """Hold the connection without sending until the client gives up."""
@@ -378,7 +403,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         ctx = self.server.ctx
         t0 = time.monotonic()
-        self.request_id = str(uuid.uuid4())
+        self.request_id = str(uuid.UUID(bytes=os.urandom(16), version=4))
         self.status_sent = 0
         op = None
         nin = 0

@@ -222,3 +222,35 @@ class Verifier:
                             "The Canonical String for this request should have been\n'%s'\n\n"
                             "The String-to-Sign should have been\n'%s'\n" % (creq, sts))
         return akid
+
+
+def sign(method, url, headers, body, akid, secret, region, token=None, unsigned=False, now=None):
+    """Sign a request the way botocore does; returns the headers to send.
+
+    For tools (benchmarks, replays) that need signed requests without botocore.
+    headers: dict of extra headers (all signed)."""
+    u = urllib.parse.urlsplit(url)
+    t = now or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = t.strftime("%Y%m%dT%H%M%SZ")
+    h = {k.lower(): str(v) for k, v in headers.items()}
+    h["host"] = u.netloc
+    h["x-amz-date"] = amz_date
+    if token:
+        h["x-amz-security-token"] = token
+    if unsigned:
+        h["x-amz-content-sha256"] = UNSIGNED
+        payload = UNSIGNED
+    else:
+        payload = hashlib.sha256(body or b"").hexdigest()
+    names = sorted(h)
+    creq = "\n".join([method, canonical_uri(u.path), canonical_query(u.query),
+                      "".join("%s:%s\n" % (n, canonical_header_value([h[n]])) for n in names),
+                      ";".join(names), payload])
+    scope = "%s/%s/%s/aws4_request" % (amz_date[:8], region, SERVICE)
+    sts = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    key = Verifier({}, region)._signing_key(secret, amz_date[:8], region)
+    sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    h["authorization"] = "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        ALGORITHM, akid, scope, ";".join(names), sig)
+    del h["host"]
+    return h

@@ -29,6 +29,7 @@ from . import BLOCK_SIZE, BLOCKS_PER_GIB, synth
 OWNER_ID = "111122223333"
 _REC = struct.Struct(">QQ32s")
 ZERO_BLOCK = bytes(BLOCK_SIZE)
+ZERO_DIGEST = hashlib.sha256(ZERO_BLOCK).digest()
 
 
 def new_snapshot_id():
@@ -112,14 +113,18 @@ class Snapshot:
         return index in self.own
 
     def own_data(self, index):
-        """(data bytes, raw digest) of a block this snapshot holds itself."""
+        """(data, raw digest) of a block this snapshot holds itself.
+
+        data is the calling thread's block buffer: valid until the thread's
+        next read_block."""
+        buf = self.store.thread_buffer()
         if self.synthetic:
-            return self.store.synth_block(self.synthetic[0], index)
+            return self.store.synth_block(self.synthetic[0], index, buf)
         slot, digest = self.own[index]
-        data = os.pread(self.fd, BLOCK_SIZE, slot * BLOCK_SIZE)
-        if len(data) < BLOCK_SIZE:
-            data += bytes(BLOCK_SIZE - len(data))
-        return data, digest
+        n = os.preadv(self.fd, [buf], slot * BLOCK_SIZE)
+        if n < BLOCK_SIZE:
+            buf[n:] = bytes(BLOCK_SIZE - n)
+        return buf, digest
 
     def iter_own(self, start):
         """Own block indices >= start, ascending; arithmetic for synthetic ones."""
@@ -158,6 +163,14 @@ class Store:
         self.snapshots = {}
         self.client_tokens = {}     # ClientToken -> snapshot id
         self._digests = {}          # (seed, index) -> digest of synthetic blocks
+        self._tls = threading.local()
+
+    def thread_buffer(self):
+        """A 512 KiB buffer owned by the calling thread, reused for every block."""
+        buf = getattr(self._tls, "buf", None)
+        if buf is None:
+            buf = self._tls.buf = bytearray(BLOCK_SIZE)
+        return buf
 
     def snap_dir(self, sid):
         return os.path.join(self.data_dir, "snapshots", sid)
@@ -218,8 +231,8 @@ class Store:
         return s
 
     # -- synthetic blocks -----------------------------------------------------------
-    def synth_block(self, seed, index):
-        data = synth.block_data(seed, index)
+    def synth_block(self, seed, index, buf):
+        data = synth.block_into(seed, index, buf)
         key = (seed, index)
         d = self._digests.get(key)
         if d is None:
@@ -255,7 +268,7 @@ class Store:
         """(data, raw digest) of the block as snap sees it; zeros if unallocated."""
         holder = self.lookup(snap, index)
         if holder is None:
-            return ZERO_BLOCK, hashlib.sha256(ZERO_BLOCK).digest()
+            return ZERO_BLOCK, ZERO_DIGEST
         return holder.own_data(index)
 
     @staticmethod
