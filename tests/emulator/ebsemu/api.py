@@ -97,8 +97,6 @@ class Api:
 
     def _readable(self, s):
         if s.status != "completed":
-            self.store.refresh(s)       # the CLI may have completed it meanwhile
-        if s.status != "completed":
             raise validation("The snapshot '%s' is in the '%s' state; only completed snapshots "
                              "can be read." % (s.id, s.status), "INVALID_SNAPSHOT_ID")
 

@@ -208,15 +208,6 @@ class Store:
             self.get(sid)
         return sorted(self.snapshots.values(), key=lambda s: (s.meta["StartTime"], s.id))
 
-    def refresh(self, snap):
-        """Re-read a snapshot's metadata written by another process (CLI)."""
-        try:
-            with open(os.path.join(snap.dir, "meta.json")) as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
-            return
-        snap.meta = meta
-
     def create(self, meta):
         sid = meta["SnapshotId"]
         os.makedirs(self.snap_dir(sid))
