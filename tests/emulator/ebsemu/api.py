@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -327,7 +328,7 @@ class Api:
         maxr = self._max_results(query)
         now = time.time()
         start = self._page_start(query, KIND_PAGE_BLOCKS, sid, now)
-        expiry = int(now + self.config.token_ttl_s)
+        expiry = math.ceil(now + self.config.token_ttl_s)
         blocks = []
         it = self.store.iter_blocks(s, start)
         nxt = None
@@ -356,7 +357,7 @@ class Api:
         now = time.time()
         bound = "%s|%s" % (fid or "", sid)
         start = self._page_start(query, KIND_PAGE_CHANGED, bound, now)
-        expiry = int(now + self.config.token_ttl_s)
+        expiry = math.ceil(now + self.config.token_ttl_s)
         changed = self.store.changed_filter(first, second)
         if changed is None:
             raise validation("The snapshots '%s' and '%s' are not of the same lineage."

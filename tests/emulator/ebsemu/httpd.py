@@ -327,6 +327,10 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         kind = fault["kind"] if fault else None
+        # Counted before sending: a client may read the counters as soon as it
+        # has the answer.
+        self.status_sent = status
+        ctx.counters.status(self.op, status, self.nin, len(head) + len(body))
         if kind == "corrupt" and body:
             b = bytearray(body)
             for pos in (0, len(b) // 3, len(b) // 2, len(b) - 1):
@@ -351,12 +355,10 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
                 self.connection.close()
             except OSError:
                 pass
-            self.status_sent = status
             return len(head) + len(part)
         if kind == "corrupt":
             ctx.counters.bump("faults", kind)
         self._sendv(head, body)
-        self.status_sent = status
         return len(head) + len(body)
 
     def _sendv(self, head, body):
@@ -405,23 +407,24 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
         t0 = time.monotonic()
         self.request_id = str(uuid.UUID(bytes=os.urandom(16), version=4))
         self.status_sent = 0
+        self.op = None
+        self.nin = 0
         op = None
-        nin = 0
-        nout = 0
         try:
             try:
                 body = self._read_body()
             except (ValueError, ConnectionError) as e:
                 self.close_connection = True
-                nout = self._error(400, "SerializationException", "Cannot read the request body: %s" % e)
+                self._error(400, "SerializationException", "Cannot read the request body: %s" % e)
                 return
-            nin = len(body)
+            self.nin = len(body)
             raw_path, _, raw_query = self.path.partition("?")
             op, params = None, ()
             for method, rx, name in _ROUTES:
                 m = rx.match(raw_path)
                 if m and method == self.command:
                     op, params = name, m.groups()
+                    self.op = op
                     break
             sid = urllib.parse.unquote(params[0]) if params and op != "StartSnapshot" else None
             if op is None:
@@ -435,10 +438,10 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
                                     lambda n: self.headers.get_all(n) or [], body)
             except AuthError as e:
                 ctx.counters.bump("auth_failures")
-                nout = self._error(e.status, e.code, e.message, lower=True)
+                self._error(e.status, e.code, e.message, lower=True)
                 return
             if op is None:
-                nout = self._error(404, "UnknownOperationException",
+                self._error(404, "UnknownOperationException",
                                    "No operation matches %s %s" % (self.command, raw_path))
                 return
             query = {}
@@ -466,11 +469,11 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
                                 fault.get("reason"))
                     else:
                         spec = _ERROR_FAULTS[kind]
-                    nout = self._error(*spec)
+                    self._error(*spec)
                     return
             if op in ("PutSnapshotBlock", "GetSnapshotBlock") and not ctx.limiter.allow(sid):
                 ctx.counters.bump("throttled")
-                nout = self._error(400, "RequestThrottledException",
+                self._error(400, "RequestThrottledException",
                                    "The request rate for snapshot '%s' exceeds the limit of %g "
                                    "requests per second." % (sid, ctx.config.rate_limit),
                                    "RESOURCE_LEVEL_THROTTLE", fault=fault)
@@ -478,9 +481,9 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             try:
                 status, headers, out = self._run(ctx.api, op, params, query, body)
             except ApiError as e:
-                nout = self._error(e.status, e.code, e.message, e.reason, fault=fault)
+                self._error(e.status, e.code, e.message, e.reason, fault=fault)
                 return
-            nout = self._send(status, headers, out, fault)
+            self._send(status, headers, out, fault)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as e:           # never take the server down; answer like AWS would
@@ -489,11 +492,12 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             import traceback
             traceback.print_exc()
             try:
-                nout = self._error(500, "InternalServerException", "Internal error: %s" % e)
+                self._error(500, "InternalServerException", "Internal error: %s" % e)
             except OSError:
                 pass
         finally:
-            ctx.counters.status(op, self.status_sent, nin, nout)
+            if not self.status_sent:
+                ctx.counters.status(op, 0, self.nin, 0)
             if not ctx.quiet:
                 sys.stderr.write("ebs-emulator: %s %s %s -> %d (%.1f ms)\n" % (
                     op or "-", self.command, self.path[:160], self.status_sent,
