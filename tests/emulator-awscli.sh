@@ -6,6 +6,7 @@
 # reject what AWS rejects: a replayed request tampered in path, query or a
 # signed header, a wrong secret, an unknown key, and invalid parameters.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
+set -u
 
 requires aws timeout cmp
 start_emulator

@@ -5,6 +5,7 @@
 # a 16 TiB synthetic snapshot, session tokens, and data that survives a restart.
 # Driven by botocore (tests/emulator/test_semantics.py); skips without it.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
+set -u
 
 requires timeout
 "$PYTHON3" -c 'import botocore' 2>/dev/null || skip "botocore is not importable by $PYTHON3"

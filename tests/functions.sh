@@ -4,8 +4,7 @@
 # Exit 77 means "skipped on this machine" (automake's convention).  Every
 # test gets its own emulator on free ports, its own temp dirs, and cleans up
 # through one trap chain (on_exit), so tests can run in parallel.
-
-set -u
+# It does not change shell options (no set -e/-u): that is each test's call.
 
 : "${top_srcdir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
@@ -100,7 +99,14 @@ start_emulator() {
 
 stop_emulator() {
   [ -n "${EMU_PID:-}" ] || return 0
-  kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null
+  local i
+  kill "$EMU_PID" 2>/dev/null
+  for (( i=0; i<50; i++ )); do
+    kill -0 "$EMU_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$EMU_PID" 2>/dev/null
+  wait "$EMU_PID" 2>/dev/null
   EMU_PID=
   return 0
 }

@@ -329,20 +329,25 @@ class Api:
         now = time.time()
         start = self._page_start(query, KIND_PAGE_BLOCKS, sid, now)
         expiry = math.ceil(now + self.config.token_ttl_s)
-        blocks = []
-        it = self.store.iter_blocks(s, start)
+        indices = []
         nxt = None
-        for i in it:
-            if len(blocks) == maxr:
+        for i in self.store.iter_blocks(s, start):
+            if len(indices) == maxr:
                 nxt = i
                 break
-            blocks.append({"BlockIndex": i, "BlockToken": self._block_token(sid, i, expiry)})
-        out = {"Blocks": blocks, "ExpiryTime": float(expiry), "VolumeSize": s.meta["VolumeSize"],
-               "BlockSize": BLOCK_SIZE}
+            indices.append(i)
+        # Built by hand: json.dumps of 10000 dicts costs more than the rest.
+        # Tokens are base64 and need no escaping.
+        make = self.tokens.make
+        blocks = ",".join('{"BlockIndex":%d,"BlockToken":"%s"}'
+                          % (i, make(KIND_BLOCK, expiry, i, sid)) for i in indices)
+        tail = {"ExpiryTime": float(expiry), "VolumeSize": s.meta["VolumeSize"],
+                "BlockSize": BLOCK_SIZE}
         if nxt is not None:
-            out["NextToken"] = self.tokens.make(
+            tail["NextToken"] = self.tokens.make(
                 KIND_PAGE_BLOCKS, now + self.config.page_token_ttl_s, nxt, sid)
-        return _json(200, out)
+        body = '{"Blocks":[%s],%s' % (blocks, json.dumps(tail, separators=(",", ":"))[1:])
+        return 200, [("Content-Type", "application/json")], body.encode()
 
     # -- ListChangedBlocks -------------------------------------------------------------
     def list_changed(self, sid, query):

@@ -50,9 +50,12 @@ def load_secret(data_dir):
 class Tokens:
     def __init__(self, secret):
         self.secret = secret
+        self._keyed = hashlib.blake2b(digest_size=_MAC_LEN, key=secret)
 
     def _mac(self, data):
-        return hashlib.blake2b(data, digest_size=_MAC_LEN, key=self.secret).digest()
+        m = self._keyed.copy()
+        m.update(data)
+        return m.digest()
 
     def make(self, kind, expiry, index, bound):
         """bound: string naming what the token belongs to (snapshot ids)."""
