@@ -347,6 +347,17 @@ class Tokens(Base):
             except ClientError as e:
                 self.assertEqual(err(e), ("ValidationException", "INVALID_BLOCK_TOKEN", 400))
         self.assertEqual(bad, [])
+        # A token sent unencoded ('+' '/' '=' raw in the query) fails, as on AWS.
+        a2 = self.write({i: block("e%d" % i) for i in range(8)})
+        plus = [x for x in self.list_all(a2) if "+" in x["BlockToken"] or "/" in x["BlockToken"]]
+        self.assertTrue(plus)
+        x = plus[0]
+        _, r, _ = raw("GET", "/snapshots/%s/blocks/%d" % (a2, x["BlockIndex"]),
+                      "blockToken=" + x["BlockToken"])
+        self.assertIn(r.status, (400, 403))
+        _, r, data = raw("GET", "/snapshots/%s/blocks/%d" % (a2, x["BlockIndex"]),
+                         "blockToken=" + urllib.parse.quote(x["BlockToken"], safe=""))
+        self.assertEqual((r.status, data), (200, block("e%d" % x["BlockIndex"])))
         admin("POST", "/config", {"token_ttl_s": 2})      # expiry: 2..3 s from now
         r = self.c.list_snapshot_blocks(SnapshotId=a)
         self.assertLess(r["ExpiryTime"].timestamp() - time.time(), 3.5)

@@ -448,7 +448,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             for item in raw_query.split("&"):
                 if item:
                     k, _, v = item.partition("=")
-                    query[urllib.parse.unquote(k)] = urllib.parse.unquote(v)
+                    query[urllib.parse.unquote_plus(k)] = urllib.parse.unquote_plus(v)
             index = None
             if op in ("PutSnapshotBlock", "GetSnapshotBlock"):
                 try:

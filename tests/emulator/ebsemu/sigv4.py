@@ -65,8 +65,10 @@ def canonical_query(raw_query):
         if not item:
             continue
         k, _, v = item.partition("=")
-        k = _quote(urllib.parse.unquote(k), "-_.~")
-        v = _quote(urllib.parse.unquote(v), "-_.~")
+        # A raw '+' means a space, as on AWS: a client that does not encode
+        # '+' in a token is caught here, not in production.
+        k = _quote(urllib.parse.unquote_plus(k), "-_.~")
+        v = _quote(urllib.parse.unquote_plus(v), "-_.~")
         pairs.append((k, v))
     pairs.sort()
     return "&".join("%s=%s" % kv for kv in pairs)
