@@ -34,13 +34,23 @@ def main():
     ap.add_argument("--distinct", type=int, default=0,
                     help="cycle over this many blocks (default: all 8192; each first read pays "
                          "for generating and hashing the block)")
+    ap.add_argument("--stored-mib", type=int, default=0,
+                    help="serve an imported random image of this size instead of a synthetic one")
     ap.add_argument("--requests", type=int, default=0, help="total (default: ~rate x seconds)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ebsemu-load.")
     try:
         data = os.path.join(tmp, "data")
         emu = [sys.executable, os.path.join(HERE, "ebs-emulator")]
-        sid = subprocess.check_output(emu + ["synth", "--data-dir", data, "--size-gib", "4"]).decode().strip()
+        if a.stored_mib:
+            img = os.path.join(tmp, "img")
+            with open(img, "wb") as f:
+                for _ in range(a.stored_mib):
+                    f.write(os.urandom(1 << 20))
+            sid = subprocess.check_output(emu + ["import", "--data-dir", data, img]).decode().strip()
+            os.unlink(img)
+        else:
+            sid = subprocess.check_output(emu + ["synth", "--data-dir", data, "--size-gib", "4"]).decode().strip()
         srv = subprocess.Popen(emu + ["serve", "--quiet", "--data-dir", data, "--rate-limit", "0",
                                       "--latency-ms", str(a.latency_ms),
                                       "--port-file", os.path.join(tmp, "port"),
