@@ -97,13 +97,20 @@ start_emulator() {
   unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL
 }
 
+# _running PID: the process exists and is not a zombie waiting to be reaped.
+_running() {
+  local st
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
 stop_emulator() {
   [ -n "${EMU_PID:-}" ] || return 0
   local i
   kill "$EMU_PID" 2>/dev/null
   for (( i=0; i<50; i++ )); do
-    kill -0 "$EMU_PID" 2>/dev/null || break
-    sleep 0.1
+    _running "$EMU_PID" || break
+    sleep 0.05
   done
   kill -9 "$EMU_PID" 2>/dev/null
   wait "$EMU_PID" 2>/dev/null
