@@ -10,7 +10,6 @@ import binascii
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 import time

@@ -12,6 +12,7 @@ the signature; apply a matching fault rule; apply the per-snapshot rate limit
 (Get/PutSnapshotBlock); run the operation; send (body faults act here).
 """
 
+import base64
 import email.utils
 import http.server
 import json
@@ -20,16 +21,16 @@ import random
 import re
 import select
 import socket
-import socketserver
 import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 
 from . import BLOCK_SIZE
-from .api import Api, ApiError, validation
+from .api import Api, ApiError
 from .sigv4 import AuthError, Verifier
 
 MAX_BODY = 2 * 1024 * 1024
@@ -489,7 +490,6 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
         except Exception as e:           # never take the server down; answer like AWS would
             self.close_connection = True
             sys.stderr.write("ebs-emulator: internal error on %s %s: %r\n" % (self.command, self.path, e))
-            import traceback
             traceback.print_exc()
             try:
                 self._error(500, "InternalServerException", "Internal error: %s" % e)
@@ -521,7 +521,6 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
         if op == "ListChangedBlocks":
             return api.list_changed(sid, query)
         data, digest = api.get_block(sid, urllib.parse.unquote(params[1]), query)
-        import base64
         return 200, [("x-amz-Data-Length", str(BLOCK_SIZE)),
                      ("x-amz-Checksum", base64.b64encode(digest).decode()),
                      ("x-amz-Checksum-Algorithm", "SHA256"),
