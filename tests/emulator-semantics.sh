@@ -16,17 +16,6 @@ timeout 120 "$PYTHON3" "$suite" || fail "semantics suite"
 
 # Persistence: what was written (and a pending snapshot) survives a restart.
 timeout 30 "$PYTHON3" "$suite" prepare "$EMU_TMP/state.json" || fail "prepare"
-data=$EMU_DATA_DIR
-stop_emulator
-kill -9 "$EMU_PID" 2>/dev/null
-EMU_PID=
-"$PYTHON3" "$EMULATOR" serve --quiet --data-dir "$data" --port-file "$EMU_TMP/port2" \
-  --admin-port-file "$EMU_TMP/admin-port2" >>"$EMU_LOG" 2>&1 &
-EMU_PID=$!
-for i in $(seq 100); do [ -s "$EMU_TMP/admin-port2" ] && break; sleep 0.1; done
-[ -s "$EMU_TMP/admin-port2" ] || fail "restart"
-EMU_URL="http://127.0.0.1:$(cat "$EMU_TMP/port2")"
-EMU_ADMIN_URL="http://127.0.0.1:$(cat "$EMU_TMP/admin-port2")"
-export EMU_URL EMU_ADMIN_URL
+restart_emulator --quiet
 timeout 30 "$PYTHON3" "$suite" verify "$EMU_TMP/state.json" || fail "verify after restart"
 echo "PASS: emulator semantics"

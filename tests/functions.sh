@@ -65,24 +65,8 @@ start_emulator() {
   EMU_DATA_DIR="$EMU_TMP/data"
   EMU_LOG="$EMU_TMP/emulator.log"
   mkdir -p "$EMU_DATA_DIR" "$EMU_TMP/home"
-  "$PYTHON3" "$EMULATOR" serve --data-dir "$EMU_DATA_DIR" \
-    --port-file "$EMU_TMP/port" --admin-port-file "$EMU_TMP/admin-port" "$@" \
-    >"$EMU_LOG" 2>&1 &
-  EMU_PID=$!
   on_exit "stop_emulator"
-  local i
-  for (( i=0; i<200; i++ )); do
-    [ -s "$EMU_TMP/port" ] && [ -s "$EMU_TMP/admin-port" ] && break
-    kill -0 "$EMU_PID" 2>/dev/null || { cat "$EMU_LOG" >&2; fail "the emulator exited at start"; }
-    sleep 0.05
-  done
-  [ -s "$EMU_TMP/port" ] || { cat "$EMU_LOG" >&2; fail "the emulator did not start in 10 s"; }
-  EMU_PORT=$(cat "$EMU_TMP/port")
-  EMU_ADMIN_PORT=$(cat "$EMU_TMP/admin-port")
-  EMU_URL="http://127.0.0.1:$EMU_PORT"
-  EMU_ADMIN_URL="http://127.0.0.1:$EMU_ADMIN_PORT"
-  export EMU_URL EMU_ADMIN_URL EMU_DATA_DIR EMU_PID EMU_TMP EMU_LOG EMU_PORT EMU_ADMIN_PORT
-
+  _launch_emulator "$@"
   # The AWS environment every client (ebsfs, aws, botocore) picks up.
   : >"$EMU_TMP/aws-config"
   : >"$EMU_TMP/aws-credentials"
@@ -102,6 +86,40 @@ _running() {
   local st
   st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
   [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
+# _launch_emulator [serve options]: starts the server on $EMU_DATA_DIR, waits
+# (at most 10 s) for its port files, sets EMU_URL/EMU_ADMIN_URL/EMU_PID.
+_launch_emulator() {
+  rm -f "$EMU_TMP/port" "$EMU_TMP/admin-port"
+  "$PYTHON3" "$EMULATOR" serve --data-dir "$EMU_DATA_DIR" \
+    --port-file "$EMU_TMP/port" --admin-port-file "$EMU_TMP/admin-port" "$@" \
+    >>"$EMU_LOG" 2>&1 &
+  EMU_PID=$!
+  local i
+  for (( i=0; i<200; i++ )); do
+    [ -s "$EMU_TMP/port" ] && [ -s "$EMU_TMP/admin-port" ] && break
+    _running "$EMU_PID" || { cat "$EMU_LOG" >&2; fail "the emulator exited at start"; }
+    sleep 0.05
+  done
+  [ -s "$EMU_TMP/port" ] && [ -s "$EMU_TMP/admin-port" ] ||
+    { cat "$EMU_LOG" >&2; fail "the emulator did not start in 10 s"; }
+  EMU_PORT=$(cat "$EMU_TMP/port")
+  EMU_ADMIN_PORT=$(cat "$EMU_TMP/admin-port")
+  EMU_URL="http://127.0.0.1:$EMU_PORT"
+  EMU_ADMIN_URL="http://127.0.0.1:$EMU_ADMIN_PORT"
+  export EMU_URL EMU_ADMIN_URL EMU_DATA_DIR EMU_PID EMU_TMP EMU_LOG EMU_PORT EMU_ADMIN_PORT
+  export AWS_ENDPOINT_URL_EBS="$EMU_URL"
+}
+
+# restart_emulator [serve options]: kill -9 the emulator and start a new one
+# on the same data dir (new ports: EMU_URL and AWS_ENDPOINT_URL_EBS change).
+restart_emulator() {
+  if [ -n "${EMU_PID:-}" ]; then
+    kill -9 "$EMU_PID" 2>/dev/null
+    wait "$EMU_PID" 2>/dev/null
+  fi
+  _launch_emulator "$@"
 }
 
 stop_emulator() {
