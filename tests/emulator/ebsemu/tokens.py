@@ -62,6 +62,21 @@ class Tokens:
         data = _HEAD.pack(kind, int(expiry), index) + bound.encode()
         return base64.b64encode(data + self._mac(data)).decode()
 
+    def make_many(self, kind, expiry, indices, bound):
+        """make() for a whole page: the same tokens, with the lookups hoisted."""
+        pack = _HEAD.pack
+        copy = self._keyed.copy
+        b64 = base64.b64encode
+        bound = bound.encode()
+        expiry = int(expiry)
+        out = []
+        for i in indices:
+            data = pack(kind, expiry, i) + bound
+            m = copy()
+            m.update(data)
+            out.append(b64(data + m.digest()).decode())
+        return out
+
     def parse(self, token, kind, bound, now):
         """Returns the index stored in a valid token, else raises TokenError."""
         if not token or len(token) > 256:
