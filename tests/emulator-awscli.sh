@@ -160,12 +160,12 @@ r=$(replay --header X-Amz-Date "$d2")
 [ "$r" = "403 InvalidSignatureException" ] || fail "tampered signed header accepted: $r"
 r=$(replay --drop-header Authorization)
 [ "$r" = "403 MissingAuthenticationTokenException" ] || fail "unsigned request accepted: $r"
-bg expect_error InvalidSignatureException env AWS_SECRET_ACCESS_KEY=wrongsecret \
+bg expect_error InvalidSignatureException timeout 60 env AWS_SECRET_ACCESS_KEY=wrongsecret \
   aws --endpoint-url "$EMU_URL" --region us-east-1 ebs list-snapshot-blocks --snapshot-id "$big"
-bg expect_error UnrecognizedClientException env AWS_ACCESS_KEY_ID=AKIDUNKNOWN \
+bg expect_error UnrecognizedClientException timeout 60 env AWS_ACCESS_KEY_ID=AKIDUNKNOWN \
   aws --endpoint-url "$EMU_URL" --region us-east-1 ebs list-snapshot-blocks --snapshot-id "$big"
 bg expect_error InvalidSignatureException \
-  aws --endpoint-url "$EMU_URL" --region eu-west-1 ebs list-snapshot-blocks --snapshot-id "$big"
+  timeout 60 aws --endpoint-url "$EMU_URL" --region eu-west-1 ebs list-snapshot-blocks --snapshot-id "$big"
 settle
 
 # The emulator saw all of it, and counted it.
