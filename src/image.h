@@ -74,6 +74,20 @@ void image_read_release(struct image_read *rd);
 /* SEEK_DATA / SEEK_HOLE answered from the block index: offset, or -ENXIO. */
 off_t image_seek(struct image *img, off_t off, int whence);
 
+/* Counters for --stats, tests and the benchmark. */
+struct image_stats {
+  uint64_t reads;               /* image_read calls that succeeded */
+  uint64_t fetches;             /* GetSnapshotBlock requests started */
+  uint64_t prefetches;          /* ...of which by readahead */
+  uint64_t fetch_failures;      /* completed with an error (after retries) */
+  uint64_t zero_blocks;         /* unlisted blocks served as zeros */
+  unsigned inflight;
+  uint64_t index_listed_blocks; /* blocks held by the loaded index */
+  uint64_t index_memory_bytes;  /* everything the index allocated */
+  uint64_t index_list_calls;    /* ListSnapshotBlocks pages it requested */
+};
+void image_get_stats(struct image *img, struct image_stats *out);
+
 /* Write path (staging mode).  Read-only images answer -EROFS. */
 ssize_t image_write(struct image *img, const void *buf, size_t len, uint64_t off);
 int image_fsync(struct image *img, bool datasync);

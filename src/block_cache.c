@@ -1,0 +1,427 @@
+/* block_cache.c - LRU block cache with single-flight fetches (block_cache.h).
+ *
+ * One mutex guards the hash table, the LRU list and every entry's state; it is
+ * held only for pointer work, never across a request or a 512 KiB allocation.
+ * Each entry has its own condition variable so a reader sleeps only until its
+ * own block arrives.  Entries evicted by the budget are recycled (struct and
+ * buffer) for the next miss, so a steady stream of misses does not malloc.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block_cache.h"
+#include "ebs.h"
+#include "log.h"
+
+#define DEFAULT_BUDGET (64ull * EBS_BLOCK_SIZE)
+
+enum entry_state { E_FETCHING, E_READY, E_FAILED };
+
+struct cache_entry {
+  struct block_cache *cache;
+  const void *owner;
+  uint32_t index;
+  enum entry_state state;
+  int rc;                               /* -errno when E_FAILED */
+  unsigned refs;                        /* readers + the fetch in progress */
+  unsigned waiters;
+  bool hashed;                          /* findable by get */
+  bool in_lru;                          /* refs == 0, ready, hashed */
+  struct cache_entry *hnext;
+  struct cache_entry *lru_prev, *lru_next;
+  pthread_cond_t cond;
+  void *data;
+};
+
+struct block_cache {
+  pthread_mutex_t lock;
+  struct cache_entry **buckets;
+  size_t nbuckets;                      /* power of two */
+  uint64_t budget;
+  struct cache_entry *lru_head, *lru_tail;  /* head: most recently used */
+  struct block_cache_stats st;
+  void *zero;
+};
+
+static size_t
+bucket_of(const struct block_cache *c, const void *owner, uint32_t index)
+{
+  uint64_t h = (uint64_t) (uintptr_t) owner * 0x9E3779B97F4A7C15ull;
+  h ^= (uint64_t) index * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 29;
+  return (size_t) h & (c->nbuckets - 1);
+}
+
+struct block_cache *
+block_cache_new(uint64_t budget_bytes)
+{
+  struct block_cache *c = calloc(1, sizeof *c);
+  uint64_t want;
+
+  if (c == NULL)
+    return NULL;
+  c->budget = budget_bytes ? budget_bytes : DEFAULT_BUDGET;
+  /* About two buckets per block the budget holds, at least 1024. */
+  want = c->budget / EBS_BLOCK_SIZE * 2;
+  c->nbuckets = 1024;
+  while (c->nbuckets < want && c->nbuckets < (1u << 24))
+    c->nbuckets <<= 1;
+  c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+  c->zero = calloc(1, EBS_BLOCK_SIZE);
+  if (c->buckets == NULL || c->zero == NULL ||
+      pthread_mutex_init(&c->lock, NULL) != 0) {
+    free(c->buckets);
+    free(c->zero);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static void
+entry_destroy(struct cache_entry *e)
+{
+  pthread_cond_destroy(&e->cond);
+  free(e->data);
+  free(e);
+}
+
+static void
+lru_unlink(struct block_cache *c, struct cache_entry *e)
+{
+  if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
+  else c->lru_head = e->lru_next;
+  if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
+  else c->lru_tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+  e->in_lru = false;
+}
+
+static void
+lru_push_head(struct block_cache *c, struct cache_entry *e)
+{
+  e->lru_prev = NULL;
+  e->lru_next = c->lru_head;
+  if (c->lru_head) c->lru_head->lru_prev = e;
+  else c->lru_tail = e;
+  c->lru_head = e;
+  e->in_lru = true;
+}
+
+static void
+unhash(struct block_cache *c, struct cache_entry *e)
+{
+  struct cache_entry **pp = &c->buckets[bucket_of(c, e->owner, e->index)];
+
+  while (*pp && *pp != e)
+    pp = &(*pp)->hnext;
+  if (*pp)
+    *pp = e->hnext;
+  e->hnext = NULL;
+  e->hashed = false;
+}
+
+/* Under the lock: take entries off the LRU tail until `extra` more bytes fit
+ * in the budget.  They are chained through hnext onto *victims, to be freed
+ * or recycled by the caller after unlocking. */
+static void
+evict_locked(struct block_cache *c, uint64_t extra, struct cache_entry **victims)
+{
+  while (c->lru_tail && c->st.bytes + extra > c->budget) {
+    struct cache_entry *e = c->lru_tail;
+
+    lru_unlink(c, e);
+    unhash(c, e);
+    c->st.bytes -= EBS_BLOCK_SIZE;
+    c->st.entries--;
+    c->st.evictions++;
+    e->hnext = *victims;
+    *victims = e;
+  }
+}
+
+static void
+free_chain(struct cache_entry *e)
+{
+  while (e) {
+    struct cache_entry *next = e->hnext;
+    entry_destroy(e);
+    e = next;
+  }
+}
+
+static struct cache_entry *
+find_locked(struct block_cache *c, const void *owner, uint32_t index)
+{
+  struct cache_entry *e = c->buckets[bucket_of(c, owner, index)];
+
+  while (e && !(e->owner == owner && e->index == index))
+    e = e->hnext;
+  return e;
+}
+
+static enum block_state
+take_locked(struct block_cache *c, struct cache_entry *e)
+{
+  if (e->in_lru)
+    lru_unlink(c, e);
+  e->refs++;
+  c->st.hits++;
+  return e->state == E_READY ? BLOCK_READY : BLOCK_PENDING;
+}
+
+int
+block_cache_get(struct block_cache *c, const void *owner, uint32_t index,
+                struct cache_entry **out, enum block_state *state)
+{
+  struct cache_entry *e, *victims = NULL, *fresh = NULL;
+
+  pthread_mutex_lock(&c->lock);
+  e = find_locked(c, owner, index);
+  if (e) {
+    *state = take_locked(c, e);
+    pthread_mutex_unlock(&c->lock);
+    *out = e;
+    return 0;
+  }
+  evict_locked(c, EBS_BLOCK_SIZE, &victims);
+  pthread_mutex_unlock(&c->lock);
+
+  /* Allocate (or recycle a victim) with the lock dropped. */
+  if (victims) {
+    fresh = victims;
+    victims = victims->hnext;
+    free_chain(victims);
+  } else {
+    fresh = calloc(1, sizeof *fresh);
+    if (fresh == NULL)
+      return -ENOMEM;
+    fresh->data = malloc(EBS_BLOCK_SIZE);
+    if (fresh->data == NULL || pthread_cond_init(&fresh->cond, NULL) != 0) {
+      free(fresh->data);
+      free(fresh);
+      return -ENOMEM;
+    }
+  }
+
+  pthread_mutex_lock(&c->lock);
+  e = find_locked(c, owner, index);
+  if (e) {                              /* someone created it meanwhile */
+    *state = take_locked(c, e);
+    pthread_mutex_unlock(&c->lock);
+    entry_destroy(fresh);
+    *out = e;
+    return 0;
+  }
+  fresh->cache = c;
+  fresh->owner = owner;
+  fresh->index = index;
+  fresh->state = E_FETCHING;
+  fresh->rc = 0;
+  fresh->refs = 2;                      /* the caller and the fetch */
+  fresh->waiters = 0;
+  fresh->in_lru = false;
+  fresh->lru_prev = fresh->lru_next = NULL;
+  fresh->hashed = true;
+  {
+    size_t b = bucket_of(c, owner, index);
+    fresh->hnext = c->buckets[b];
+    c->buckets[b] = fresh;
+  }
+  c->st.bytes += EBS_BLOCK_SIZE;
+  c->st.entries++;
+  c->st.misses++;
+  pthread_mutex_unlock(&c->lock);
+  *out = fresh;
+  *state = BLOCK_FETCH;
+  return 0;
+}
+
+bool
+block_cache_contains(struct block_cache *c, const void *owner, uint32_t index)
+{
+  bool found;
+
+  pthread_mutex_lock(&c->lock);
+  found = find_locked(c, owner, index) != NULL;
+  pthread_mutex_unlock(&c->lock);
+  return found;
+}
+
+/* Under the lock: drop one reference.  Returns the entry if it must be
+ * destroyed (after unlocking), else NULL; may add LRU victims. */
+static struct cache_entry *
+unref_locked(struct block_cache *c, struct cache_entry *e,
+             struct cache_entry **victims)
+{
+  if (--e->refs > 0)
+    return NULL;
+  if (e->hashed && e->state == E_READY) {
+    lru_push_head(c, e);
+    evict_locked(c, 0, victims);
+    return NULL;
+  }
+  /* Failed, or detached by drop_owner: nobody can find it any more. */
+  if (e->hashed)
+    unhash(c, e);
+  c->st.bytes -= EBS_BLOCK_SIZE;
+  c->st.entries--;
+  return e;
+}
+
+void
+block_cache_fetch_done(struct cache_entry *e, int rc)
+{
+  struct block_cache *c = e->cache;
+  struct cache_entry *victims = NULL, *dead;
+
+  pthread_mutex_lock(&c->lock);
+  if (rc == 0) {
+    e->state = E_READY;
+  } else {
+    e->state = E_FAILED;
+    e->rc = rc < 0 ? rc : -EIO;
+    c->st.failures++;
+    if (e->hashed)
+      unhash(c, e);                     /* failures are not cached */
+  }
+  if (e->waiters)
+    pthread_cond_broadcast(&e->cond);
+  dead = unref_locked(c, e, &victims);
+  pthread_mutex_unlock(&c->lock);
+  if (dead)
+    entry_destroy(dead);
+  free_chain(victims);
+}
+
+int
+block_cache_wait(struct cache_entry *e)
+{
+  struct block_cache *c = e->cache;
+  int rc;
+
+  pthread_mutex_lock(&c->lock);
+  while (e->state == E_FETCHING) {
+    e->waiters++;
+    pthread_cond_wait(&e->cond, &c->lock);
+    e->waiters--;
+  }
+  rc = e->state == E_READY ? 0 : e->rc;
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+void *
+block_cache_data(struct cache_entry *e)
+{
+  return e->data;
+}
+
+const void *
+block_cache_owner(const struct cache_entry *e)
+{
+  return e->owner;
+}
+
+uint32_t
+block_cache_index(const struct cache_entry *e)
+{
+  return e->index;
+}
+
+void
+block_cache_release(struct cache_entry *e)
+{
+  struct block_cache *c = e->cache;
+  struct cache_entry *victims = NULL, *dead;
+
+  pthread_mutex_lock(&c->lock);
+  dead = unref_locked(c, e, &victims);
+  pthread_mutex_unlock(&c->lock);
+  if (dead)
+    entry_destroy(dead);
+  free_chain(victims);
+}
+
+void
+block_cache_drop_owner(struct block_cache *c, const void *owner)
+{
+  struct cache_entry *victims = NULL;
+  size_t b;
+
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < c->nbuckets; b++) {
+    struct cache_entry **pp = &c->buckets[b];
+
+    while (*pp) {
+      struct cache_entry *e = *pp;
+
+      if (e->owner != owner) {
+        pp = &e->hnext;
+        continue;
+      }
+      *pp = e->hnext;
+      e->hnext = NULL;
+      e->hashed = false;
+      if (e->in_lru) {
+        lru_unlink(c, e);
+        c->st.bytes -= EBS_BLOCK_SIZE;
+        c->st.entries--;
+        e->hnext = victims;
+        victims = e;
+      }
+      /* else: in use or being fetched; freed by its last unref */
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  free_chain(victims);
+}
+
+const void *
+block_cache_zero_block(const struct block_cache *c)
+{
+  return c->zero;
+}
+
+uint64_t
+block_cache_budget(const struct block_cache *c)
+{
+  return c->budget;
+}
+
+void
+block_cache_get_stats(struct block_cache *c, struct block_cache_stats *out)
+{
+  pthread_mutex_lock(&c->lock);
+  *out = c->st;
+  pthread_mutex_unlock(&c->lock);
+}
+
+void
+block_cache_free(struct block_cache *c)
+{
+  size_t b;
+
+  if (c == NULL)
+    return;
+  for (b = 0; b < c->nbuckets; b++) {
+    struct cache_entry *e = c->buckets[b];
+
+    while (e) {
+      struct cache_entry *next = e->hnext;
+
+      if (e->refs)
+        log_warn("block cache freed with block %u still referenced", e->index);
+      entry_destroy(e);
+      e = next;
+    }
+  }
+  pthread_mutex_destroy(&c->lock);
+  free(c->buckets);
+  free(c->zero);
+  free(c);
+}

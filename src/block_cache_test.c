@@ -1,0 +1,256 @@
+/* block_cache_test.c - LRU by byte budget, references pin entries, single
+ * flight (N readers, one fetch), failures reach every waiter and are not
+ * cached.  The "fetches" here are fake: a thread that fills the buffer. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "block_cache.h"
+#include "ebs.h"
+#include "testing.h"
+
+static const int owner_a = 1, owner_b = 2;      /* distinct addresses */
+
+/* Fetch and complete synchronously, then release. */
+static void
+fill(struct block_cache *c, const void *owner, uint32_t index)
+{
+  struct cache_entry *e;
+  enum block_state st;
+
+  CHECK_INTEQ(block_cache_get(c, owner, index, &e, &st), 0);
+  CHECK_INTEQ(st, BLOCK_FETCH);
+  memset(block_cache_data(e), (int) index, EBS_BLOCK_SIZE);
+  block_cache_fetch_done(e, 0);
+  CHECK_INTEQ(block_cache_wait(e), 0);
+  block_cache_release(e);
+}
+
+static void
+touch(struct block_cache *c, const void *owner, uint32_t index)
+{
+  struct cache_entry *e;
+  enum block_state st;
+
+  CHECK_INTEQ(block_cache_get(c, owner, index, &e, &st), 0);
+  CHECK_INTEQ(st, BLOCK_READY);
+  CHECK_INTEQ(((unsigned char *) block_cache_data(e))[1000], index & 0xff);
+  block_cache_release(e);
+}
+
+static void
+test_lru(void)
+{
+  struct block_cache *c = block_cache_new(3ull * EBS_BLOCK_SIZE);
+  struct block_cache_stats st;
+
+  fill(c, &owner_a, 0);
+  fill(c, &owner_a, 1);
+  fill(c, &owner_a, 2);
+  touch(c, &owner_a, 0);                /* 1 is now least recently used */
+  fill(c, &owner_a, 3);
+  CHECK(block_cache_contains(c, &owner_a, 0));
+  CHECK(!block_cache_contains(c, &owner_a, 1));
+  CHECK(block_cache_contains(c, &owner_a, 2));
+  CHECK(block_cache_contains(c, &owner_a, 3));
+  CHECK(!block_cache_contains(c, &owner_b, 0));     /* keyed by owner too */
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.bytes, 3ull * EBS_BLOCK_SIZE);
+  CHECK_INTEQ(st.evictions, 1);
+  CHECK_INTEQ(st.misses, 4);
+  CHECK_INTEQ(st.hits, 1);
+
+  block_cache_drop_owner(c, &owner_a);
+  CHECK(!block_cache_contains(c, &owner_a, 0));
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.bytes, 0);
+  block_cache_free(c);
+}
+
+static void
+test_refs_pin(void)
+{
+  struct block_cache *c = block_cache_new(2ull * EBS_BLOCK_SIZE);
+  struct cache_entry *held;
+  enum block_state st;
+  uint32_t i;
+
+  CHECK_INTEQ(block_cache_get(c, &owner_a, 7, &held, &st), 0);
+  CHECK_INTEQ(st, BLOCK_FETCH);
+  memset(block_cache_data(held), 0x77, EBS_BLOCK_SIZE);
+  block_cache_fetch_done(held, 0);
+  for (i = 100; i < 110; i++)
+    fill(c, &owner_b, i);
+  CHECK(block_cache_contains(c, &owner_a, 7));      /* pinned by our ref */
+  CHECK_INTEQ(((unsigned char *) block_cache_data(held))[EBS_BLOCK_SIZE - 1], 0x77);
+  /* Detached while held: no longer found, still readable, freed on release. */
+  block_cache_drop_owner(c, &owner_a);
+  CHECK(!block_cache_contains(c, &owner_a, 7));
+  CHECK_INTEQ(((unsigned char *) block_cache_data(held))[0], 0x77);
+  block_cache_release(held);
+  block_cache_free(c);
+}
+
+/* ---- single flight -------------------------------------------------------- */
+
+struct flight {
+  struct block_cache *c;
+  uint32_t index;
+  int fetch_rc;                 /* what the fake fetch completes with */
+  pthread_mutex_t lock;
+  int fetches;
+  int results[16];
+  int nresults;
+  int ok_data;
+  int arrived, expected;        /* readers past block_cache_get */
+  pthread_cond_t cond;
+};
+
+struct fake_job { struct cache_entry *e; int rc; struct flight *f; };
+
+static void *
+fake_fetch_rc(void *arg)
+{
+  struct fake_job *j = arg;
+
+  /* Complete only once every reader has found the entry: they all share
+   * this one fetch, however slowly the threads start. */
+  pthread_mutex_lock(&j->f->lock);
+  while (j->f->arrived < j->f->expected)
+    pthread_cond_wait(&j->f->cond, &j->f->lock);
+  pthread_mutex_unlock(&j->f->lock);
+  usleep(10 * 1000);
+  if (j->rc == 0)
+    memset(block_cache_data(j->e), 0xab, EBS_BLOCK_SIZE);
+  block_cache_fetch_done(j->e, j->rc);
+  free(j);
+  return NULL;
+}
+
+static void *
+reader(void *arg)
+{
+  struct flight *f = arg;
+  struct cache_entry *e;
+  enum block_state st;
+  int rc;
+
+  if (block_cache_get(f->c, &owner_a, f->index, &e, &st) != 0)
+    return NULL;
+  if (st == BLOCK_FETCH) {
+    struct fake_job *j = malloc(sizeof *j);
+    pthread_t t;
+
+    pthread_mutex_lock(&f->lock);
+    f->fetches++;
+    pthread_mutex_unlock(&f->lock);
+    j->e = e;
+    j->rc = f->fetch_rc;
+    j->f = f;
+    pthread_create(&t, NULL, fake_fetch_rc, j);
+    pthread_detach(t);
+  }
+  pthread_mutex_lock(&f->lock);
+  f->arrived++;
+  pthread_cond_broadcast(&f->cond);
+  pthread_mutex_unlock(&f->lock);
+  rc = block_cache_wait(e);
+  pthread_mutex_lock(&f->lock);
+  f->results[f->nresults++] = rc;
+  if (rc == 0 && ((unsigned char *) block_cache_data(e))[12345] == 0xab)
+    f->ok_data++;
+  pthread_mutex_unlock(&f->lock);
+  block_cache_release(e);
+  return NULL;
+}
+
+static void
+run_flight(struct flight *f, int n)
+{
+  pthread_t t[16];
+  int i;
+
+  f->arrived = 0;
+  f->expected = n;
+  for (i = 0; i < n; i++)
+    pthread_create(&t[i], NULL, reader, f);
+  for (i = 0; i < n; i++)
+    pthread_join(t[i], NULL);
+}
+
+static void
+test_single_flight(void)
+{
+  struct flight f = { .index = 42, .fetch_rc = 0 };
+  struct block_cache_stats st;
+  int i;
+
+  f.c = block_cache_new(8ull * EBS_BLOCK_SIZE);
+  pthread_mutex_init(&f.lock, NULL);
+  pthread_cond_init(&f.cond, NULL);
+  run_flight(&f, 12);
+  CHECK_INTEQ(f.fetches, 1);
+  CHECK_INTEQ(f.nresults, 12);
+  CHECK_INTEQ(f.ok_data, 12);
+  block_cache_get_stats(f.c, &st);
+  CHECK_INTEQ(st.misses, 1);
+  CHECK_INTEQ(st.hits, 11);
+
+  /* Failure: every waiter gets the error, and nothing is cached. */
+  f.index = 43;
+  f.fetch_rc = -EIO;
+  f.fetches = f.nresults = f.ok_data = 0;
+  run_flight(&f, 8);
+  CHECK_INTEQ(f.fetches, 1);
+  CHECK_INTEQ(f.nresults, 8);
+  for (i = 0; i < f.nresults; i++)
+    CHECK_INTEQ(f.results[i], -EIO);
+  CHECK(!block_cache_contains(f.c, &owner_a, 43));
+  block_cache_get_stats(f.c, &st);
+  CHECK_INTEQ(st.failures, 1);
+  CHECK_INTEQ(st.bytes, 1ull * EBS_BLOCK_SIZE);     /* only block 42 */
+
+  /* The next reader fetches again and can succeed. */
+  f.fetch_rc = 0;
+  f.fetches = f.nresults = f.ok_data = 0;
+  run_flight(&f, 4);
+  CHECK_INTEQ(f.fetches, 1);
+  CHECK_INTEQ(f.ok_data, 4);
+  pthread_mutex_destroy(&f.lock);
+  pthread_cond_destroy(&f.cond);
+  block_cache_free(f.c);
+}
+
+/* A reader of a ready block is not held up by another block's slow fetch. */
+static void
+test_no_head_of_line(void)
+{
+  struct block_cache *c = block_cache_new(8ull * EBS_BLOCK_SIZE);
+  struct cache_entry *slow, *e;
+  enum block_state st;
+
+  fill(c, &owner_a, 1);
+  CHECK_INTEQ(block_cache_get(c, &owner_a, 2, &slow, &st), 0);
+  CHECK_INTEQ(st, BLOCK_FETCH);         /* never completed until below */
+  CHECK_INTEQ(block_cache_get(c, &owner_a, 1, &e, &st), 0);
+  CHECK_INTEQ(st, BLOCK_READY);
+  CHECK_INTEQ(block_cache_wait(e), 0);
+  block_cache_release(e);
+  block_cache_fetch_done(slow, -ETIMEDOUT);
+  CHECK_INTEQ(block_cache_wait(slow), -ETIMEDOUT);
+  block_cache_release(slow);
+  block_cache_free(c);
+}
+
+int
+main(void)
+{
+  test_lru();
+  test_refs_pin();
+  test_single_flight();
+  test_no_head_of_line();
+  TEST_EXIT();
+}

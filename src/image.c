@@ -1,0 +1,543 @@
+/* image.c - one snapshot as a flat image (image.h): the read path.
+ *
+ * A read maps its byte range to 512 KiB blocks.  Unlisted blocks are served
+ * from the cache's shared zero block with no request; listed ones through the
+ * block cache, whose first reader of a missing block starts one
+ * GetSnapshotBlock (ebs_get_snapshot_block_async) and whose later readers wait
+ * for that same request.  All fetches of a read are started before the read
+ * waits for any, then the readahead window's prefetches are queued behind
+ * them; the transport paces them all with its per-snapshot rate limiter.
+ *
+ * The reply references cache memory (one reference per block) so FUSE can
+ * send it without a copy; image_read_release() drops the references.
+ *
+ * Staging hook: img->staging is where src/staging.c attaches the writable
+ * overlay for -o rw.  It is NULL for read-only images; the places that must
+ * consult it are marked "STAGING HOOK".
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block_cache.h"
+#include "block_index.h"
+#include "ebs.h"
+#include "image.h"
+#include "log.h"
+#include "readahead.h"
+
+#define DEFAULT_MAX_REQUESTS 128u
+#define OPEN_PROBE_RESULTS 100          /* the smallest page the API allows */
+#define STALE_TOKEN (-ESTALE)           /* internal: token rejected, re-list and retry */
+
+struct staging;                         /* src/staging.c (write mode) */
+
+struct image {
+  char snapshot_id[EBS_SNAPSHOT_ID_MAX + 1];
+  struct ebs_client *client;
+  struct block_cache *cache;
+  struct block_index *index;
+  uint64_t size;
+  uint64_t nblocks;
+  unsigned readahead_max;
+  unsigned max_requests;
+  struct staging *staging;              /* STAGING HOOK: NULL when read-only */
+
+  pthread_mutex_t lock;                 /* guards the counters below */
+  pthread_cond_t idle;                  /* inflight reached 0 */
+  unsigned inflight;                    /* our GetSnapshotBlock requests */
+  struct image_stats st;
+};
+
+struct image_reader {
+  struct image *img;
+  pthread_mutex_t lock;                 /* FUSE may read one handle from many threads */
+  struct readahead ra;
+};
+
+/* ---- listing, wired to the transport ---------------------------------------- */
+
+static int
+list_page(void *arg, const char *page_token, int64_t start, int max_results,
+          struct ebs_block_page *out, struct ebs_error *err)
+{
+  struct image *img = arg;
+  int rc = ebs_list_snapshot_blocks(img->client, img->snapshot_id, page_token,
+                                    start, max_results, out, err);
+
+  if (rc > 0)
+    rc = -rc;
+  if (rc < 0) {
+    char msg[800];
+    log_warn("%s: listing blocks from %lld: %s", img->snapshot_id,
+             (long long) start, ebs_error_string(err, msg, sizeof msg));
+  }
+  return rc;
+}
+
+static void
+free_page(void *arg, struct ebs_block_page *p)
+{
+  (void) arg;
+  ebs_block_page_free(p);
+}
+
+/* ---- fetching ---------------------------------------------------------------- */
+
+static void
+fetch_finished(struct image *img)
+{
+  pthread_mutex_lock(&img->lock);
+  if (--img->inflight == 0)
+    pthread_cond_broadcast(&img->idle);
+  pthread_mutex_unlock(&img->lock);
+}
+
+/* Completion, on the transport's I/O thread: brief locks only. */
+static void
+fetch_done(void *arg, int rc, const struct ebs_error *err)
+{
+  struct cache_entry *e = arg;
+  struct image *img = (struct image *) block_cache_owner(e);
+  uint32_t index = block_cache_index(e);
+
+  if (rc > 0)
+    rc = -rc;
+  if (rc < 0) {
+    char msg[800];
+
+    if (err && ebs_error_is(err, "ValidationException", "INVALID_BLOCK_TOKEN")) {
+      block_index_invalidate(img->index, index);
+      rc = STALE_TOKEN;
+      log_debug(LOG_SUB_CACHE, "%s: block %u: token rejected, re-listing",
+                img->snapshot_id, index);
+    } else if (rc != -ECANCELED) {
+      log_warn("%s: block %u: %s", img->snapshot_id, index,
+               err ? ebs_error_string(err, msg, sizeof msg) : strerror(-rc));
+    }
+    pthread_mutex_lock(&img->lock);
+    img->st.fetch_failures++;
+    pthread_mutex_unlock(&img->lock);
+  }
+  block_cache_fetch_done(e, rc);
+  fetch_finished(img);                  /* last: img may be closed after */
+}
+
+/* We own the fetch of e (BLOCK_FETCH): find the token and send the request.
+ * Every path ends in block_cache_fetch_done() exactly once. */
+static void
+start_fetch(struct image *img, struct cache_entry *e, uint64_t block, bool prefetch)
+{
+  char token[BLOCK_TOKEN_MAX + 1];
+  struct ebs_error err;
+  int rc;
+
+  rc = block_index_lookup(img->index, block, token, sizeof token, &err);
+  if (rc == 0) {                        /* not listed after all: zeros */
+    memset(block_cache_data(e), 0, EBS_BLOCK_SIZE);
+    block_cache_fetch_done(e, 0);
+    return;
+  }
+  if (rc < 0) {
+    block_cache_fetch_done(e, rc);
+    return;
+  }
+  pthread_mutex_lock(&img->lock);
+  img->inflight++;
+  img->st.fetches++;
+  if (prefetch)
+    img->st.prefetches++;
+  pthread_mutex_unlock(&img->lock);
+  rc = ebs_get_snapshot_block_async(img->client, img->snapshot_id, (uint32_t) block,
+                                    token, block_cache_data(e), fetch_done, e);
+  if (rc != 0) {
+    log_warn("%s: block %llu: cannot queue the request: %s", img->snapshot_id,
+             (unsigned long long) block, strerror(rc < 0 ? -rc : rc));
+    block_cache_fetch_done(e, rc < 0 ? rc : -rc);
+    fetch_finished(img);
+  }
+}
+
+/* Get a referenced, completed entry for a listed block: fetch it or wait for
+ * the fetch in progress.  A rejected token is re-listed and tried once more. */
+static int
+get_block(struct image *img, uint64_t block, struct cache_entry **out)
+{
+  int attempt, rc = -EIO;
+
+  for (attempt = 0; attempt < 2; attempt++) {
+    struct cache_entry *e;
+    enum block_state st;
+
+    rc = block_cache_get(img->cache, img, (uint32_t) block, &e, &st);
+    if (rc < 0)
+      return rc;
+    if (st == BLOCK_FETCH)
+      start_fetch(img, e, block, false);
+    rc = block_cache_wait(e);
+    if (rc == 0) {
+      *out = e;
+      return 0;
+    }
+    block_cache_release(e);
+    if (rc != STALE_TOKEN)
+      return rc;
+  }
+  return -EIO;
+}
+
+/* Queue fetches for [first, first+n) that are listed and not cached, while
+ * fewer than max_requests of ours are in flight.  Never waits for data. */
+static void
+prefetch(struct image *img, uint64_t first, unsigned n)
+{
+  uint64_t b;
+
+  for (b = first; b < first + n && b < img->nblocks; b++) {
+    struct cache_entry *e;
+    enum block_state st;
+    struct ebs_error err;
+    unsigned inflight;
+
+    pthread_mutex_lock(&img->lock);
+    inflight = img->inflight;
+    pthread_mutex_unlock(&img->lock);
+    if (inflight >= img->max_requests)
+      break;
+    if (block_cache_contains(img->cache, img, (uint32_t) b))
+      continue;
+    if (block_index_lookup(img->index, b, NULL, 0, &err) != 1)
+      continue;                         /* a hole, or the listing failed */
+    if (block_cache_get(img->cache, img, (uint32_t) b, &e, &st) < 0)
+      break;
+    if (st == BLOCK_FETCH)
+      start_fetch(img, e, b, true);
+    block_cache_release(e);             /* the fetch keeps its own reference */
+  }
+}
+
+/* ---- the contract ------------------------------------------------------------ */
+
+int
+image_open(const char *snapshot_id, const struct image_options *opts,
+           struct image **out, struct ebs_error *err)
+{
+  struct ebs_block_page probe;
+  struct block_lister lister;
+  struct image *img;
+  uint64_t budget_blocks;
+  int rc;
+
+  *out = NULL;
+  memset(err, 0, sizeof *err);
+  if (!ebs_valid_snapshot_id(snapshot_id)) {
+    err->errnum = EINVAL;
+    snprintf(err->message, sizeof err->message, "not a snapshot ID: %s", snapshot_id);
+    return -EINVAL;
+  }
+  if (opts == NULL || opts->client == NULL || opts->cache == NULL) {
+    err->errnum = EINVAL;
+    snprintf(err->message, sizeof err->message, "image_open: no client or cache");
+    return -EINVAL;
+  }
+
+  /* One small page: the snapshot exists, is completed and readable by us,
+   * and how large it is.  The index itself is listed only as reads need it. */
+  memset(&probe, 0, sizeof probe);
+  rc = ebs_list_snapshot_blocks(opts->client, snapshot_id, NULL, 0,
+                                OPEN_PROBE_RESULTS, &probe, err);
+  if (rc != 0) {
+    if (rc > 0) rc = -rc;
+    if (err->errnum == 0)
+      err->errnum = -rc;
+    return rc;
+  }
+  if (probe.block_size != EBS_BLOCK_SIZE || probe.volume_size_gib < 1 ||
+      probe.volume_size_gib > (INT64_C(1) << 24)) {
+    err->errnum = EIO;
+    snprintf(err->message, sizeof err->message,
+             "%s: unexpected BlockSize %u / VolumeSize %lld", snapshot_id,
+             probe.block_size, (long long) probe.volume_size_gib);
+    ebs_block_page_free(&probe);
+    return -EIO;
+  }
+
+  img = calloc(1, sizeof *img);
+  if (img == NULL) {
+    ebs_block_page_free(&probe);
+    err->errnum = ENOMEM;
+    return -ENOMEM;
+  }
+  snprintf(img->snapshot_id, sizeof img->snapshot_id, "%s", snapshot_id);
+  img->client = opts->client;
+  img->cache = opts->cache;
+  img->size = (uint64_t) probe.volume_size_gib << 30;
+  img->nblocks = img->size / EBS_BLOCK_SIZE;
+  ebs_block_page_free(&probe);
+  img->max_requests = opts->max_requests ? opts->max_requests : DEFAULT_MAX_REQUESTS;
+  img->readahead_max = opts->readahead_max_blocks ? opts->readahead_max_blocks
+                                                  : READAHEAD_DEFAULT_MAX_BLOCKS;
+  /* Prefetched-but-unread data must not push out what readers still use. */
+  budget_blocks = block_cache_budget(img->cache) / EBS_BLOCK_SIZE / 4;
+  if (budget_blocks < 1)
+    budget_blocks = 1;
+  if (img->readahead_max > budget_blocks)
+    img->readahead_max = (unsigned) budget_blocks;
+
+  lister.list = list_page;
+  lister.free_page = free_page;
+  lister.now = NULL;
+  lister.arg = img;
+  img->index = block_index_new(&lister, img->nblocks);
+  if (img->index == NULL || pthread_mutex_init(&img->lock, NULL) != 0) {
+    block_index_free(img->index);
+    free(img);
+    err->errnum = ENOMEM;
+    return -ENOMEM;
+  }
+  pthread_cond_init(&img->idle, NULL);
+  log_debug(LOG_SUB_INDEX, "%s: %llu bytes, %llu blocks", img->snapshot_id,
+            (unsigned long long) img->size, (unsigned long long) img->nblocks);
+  *out = img;
+  return 0;
+}
+
+void
+image_close(struct image *img)
+{
+  if (img == NULL)
+    return;
+  /* Prefetches may still be in flight; their completions touch img. */
+  pthread_mutex_lock(&img->lock);
+  while (img->inflight > 0)
+    pthread_cond_wait(&img->idle, &img->lock);
+  pthread_mutex_unlock(&img->lock);
+  block_cache_drop_owner(img->cache, img);
+  block_index_free(img->index);
+  pthread_cond_destroy(&img->idle);
+  pthread_mutex_destroy(&img->lock);
+  free(img);
+}
+
+uint64_t
+image_size(const struct image *img)
+{
+  return img->size;
+}
+
+const char *
+image_snapshot_id(const struct image *img)
+{
+  return img->snapshot_id;
+}
+
+bool
+image_writable(const struct image *img)
+{
+  return img->staging != NULL;          /* STAGING HOOK */
+}
+
+struct image_reader *
+image_reader_new(struct image *img)
+{
+  struct image_reader *r = calloc(1, sizeof *r);
+
+  if (r == NULL)
+    return NULL;
+  r->img = img;
+  if (pthread_mutex_init(&r->lock, NULL) != 0) {
+    free(r);
+    return NULL;
+  }
+  readahead_init(&r->ra, img->readahead_max);
+  return r;
+}
+
+void
+image_reader_free(struct image_reader *r)
+{
+  if (r == NULL)
+    return;
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+ssize_t
+image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *rd)
+{
+  struct image *img = r->img;
+  struct cache_entry *ent[IMAGE_READ_MAX_SEGS];
+  bool listed[IMAGE_READ_MAX_SEGS];
+  uint64_t first, last, ra_first = 0, b;
+  unsigned nra, i, n;
+  struct ebs_error err;
+  size_t done;
+  int rc = 0;
+
+  rd->nseg = 0;
+  rd->nref_ = 0;
+  for (i = 0; i < IMAGE_READ_MAX_SEGS; i++) {
+    ent[i] = NULL;
+    listed[i] = false;
+  }
+  if (off >= img->size || len == 0)
+    return 0;
+  if (len > img->size - off)
+    len = (size_t) (img->size - off);
+  /* At most IMAGE_READ_MAX_SEGS blocks per reply; FUSE's max_read is below. */
+  first = off / EBS_BLOCK_SIZE;
+  if ((off + len - 1) / EBS_BLOCK_SIZE >= first + IMAGE_READ_MAX_SEGS)
+    len = (size_t) ((first + IMAGE_READ_MAX_SEGS) * EBS_BLOCK_SIZE - off);
+  last = (off + len - 1) / EBS_BLOCK_SIZE;
+  n = (unsigned) (last - first + 1);
+
+  /* STAGING HOOK: with img->staging, blocks written locally are answered
+   * from the staging area before the cache is consulted. */
+
+  pthread_mutex_lock(&r->lock);
+  nra = readahead_on_read(&r->ra, off, len, img->nblocks, &ra_first);
+  pthread_mutex_unlock(&r->lock);
+
+  /* Start every missing block of this read before waiting for any. */
+  for (i = 0; i < n; i++) {
+    enum block_state st;
+
+    b = first + i;
+    rc = block_index_lookup(img->index, b, NULL, 0, &err);
+    if (rc < 0)
+      break;
+    listed[i] = rc == 1;
+    rc = 0;
+    if (!listed[i])
+      continue;
+    rc = block_cache_get(img->cache, img, (uint32_t) b, &ent[i], &st);
+    if (rc < 0)
+      break;
+    if (st == BLOCK_FETCH)
+      start_fetch(img, ent[i], b, false);
+  }
+  if (rc == 0 && nra)
+    prefetch(img, ra_first, nra);
+
+  for (i = 0; rc == 0 && i < n; i++) {
+    if (!listed[i])
+      continue;
+    rc = block_cache_wait(ent[i]);
+    if (rc == STALE_TOKEN) {            /* re-listed: fetch once more */
+      block_cache_release(ent[i]);
+      ent[i] = NULL;
+      rc = get_block(img, first + i, &ent[i]);
+    }
+  }
+  if (rc < 0) {
+    for (i = 0; i < n; i++)
+      if (ent[i])
+        block_cache_release(ent[i]);
+    if (rc == STALE_TOKEN)
+      rc = -EIO;
+    return rc;
+  }
+
+  done = 0;
+  pthread_mutex_lock(&img->lock);
+  img->st.reads++;
+  for (i = 0; i < n; i++)
+    if (!listed[i])
+      img->st.zero_blocks++;
+  pthread_mutex_unlock(&img->lock);
+  for (i = 0; i < n; i++) {
+    size_t skip = i == 0 ? (size_t) (off % EBS_BLOCK_SIZE) : 0;
+    size_t take = EBS_BLOCK_SIZE - skip;
+    struct image_seg *s = &rd->seg[rd->nseg++];
+
+    if (take > len - done)
+      take = len - done;
+    s->mem = (const char *) (listed[i] ? block_cache_data(ent[i])
+                                       : block_cache_zero_block(img->cache)) + skip;
+    s->fd = -1;
+    s->fd_offset = 0;
+    s->len = take;
+    if (ent[i])
+      rd->ref_[rd->nref_++] = ent[i];
+    done += take;
+  }
+  return (ssize_t) done;
+}
+
+void
+image_read_release(struct image_read *rd)
+{
+  size_t i;
+
+  for (i = 0; i < rd->nref_; i++)
+    block_cache_release(rd->ref_[i]);
+  rd->nref_ = 0;
+  rd->nseg = 0;
+}
+
+off_t
+image_seek(struct image *img, off_t off, int whence)
+{
+  struct ebs_error err;
+  int64_t b;
+
+  if (off < 0)
+    return -EINVAL;
+  if ((uint64_t) off >= img->size)
+    return -ENXIO;
+  /* STAGING HOOK: blocks written locally are data too. */
+  if (whence == SEEK_DATA) {
+    b = block_index_next_data(img->index, (uint64_t) off / EBS_BLOCK_SIZE, &err);
+    if (b < 0)
+      return b;
+    if ((uint64_t) b >= img->nblocks)
+      return -ENXIO;
+  } else if (whence == SEEK_HOLE) {
+    b = block_index_next_hole(img->index, (uint64_t) off / EBS_BLOCK_SIZE, &err);
+    if (b < 0)
+      return b;
+    if ((uint64_t) b >= img->nblocks)
+      return (off_t) img->size;
+  } else {
+    return -EINVAL;
+  }
+  if ((uint64_t) b * EBS_BLOCK_SIZE < (uint64_t) off)
+    return off;
+  return (off_t) ((uint64_t) b * EBS_BLOCK_SIZE);
+}
+
+ssize_t
+image_write(struct image *img, const void *buf, size_t len, uint64_t off)
+{
+  (void) img; (void) buf; (void) len; (void) off;
+  /* STAGING HOOK: src/staging.c takes the write when img->staging is set. */
+  return -EROFS;
+}
+
+int
+image_fsync(struct image *img, bool datasync)
+{
+  (void) img; (void) datasync;
+  /* STAGING HOOK: flush the staging area when img->staging is set. */
+  return -EROFS;
+}
+
+void
+image_get_stats(struct image *img, struct image_stats *out)
+{
+  struct block_index_stats is;
+
+  pthread_mutex_lock(&img->lock);
+  *out = img->st;
+  out->inflight = img->inflight;
+  pthread_mutex_unlock(&img->lock);
+  block_index_get_stats(img->index, &is);
+  out->index_listed_blocks = is.listed_blocks;
+  out->index_memory_bytes = is.memory_bytes;
+  out->index_list_calls = is.list_calls;
+}

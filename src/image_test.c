@@ -1,0 +1,648 @@
+/* image_test.c - the read path end to end over a fake transport.
+ *
+ * This program defines the ebs_* functions image.c uses, so libebsfs.a's
+ * real transport is not linked in: a fake volume of 1 GiB (2048 blocks) whose
+ * listed blocks hold a pattern derived from (block, offset), served by
+ * worker threads that play the transport's I/O thread.  It checks byte
+ * identity at unaligned offsets, holes costing no request, cached re-reads
+ * costing none, sequential reads costing one fetch per block, zero-copy
+ * segments, concurrent readers, SEEK_DATA/SEEK_HOLE, a permanently failing
+ * block giving EIO for its reads only, and a rejected token being re-listed.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "block_cache.h"
+#include "ebs.h"
+#include "image.h"
+#include "testing.h"
+
+#define NBLOCKS 2048u
+#define BS ((uint64_t) EBS_BLOCK_SIZE)
+
+/* ---- the fake transport ------------------------------------------------------ */
+
+struct job {
+  struct job *next;
+  uint32_t index;
+  char token[64];
+  void *buf;
+  ebs_done_fn done;
+  void *arg;
+};
+
+struct ebs_client {
+  uint8_t listed[NBLOCKS];
+  int generation;               /* tokens of older generations are rejected */
+  int64_t failing_block;        /* -1: none */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct job *head, *tail;
+  bool stop;
+  pthread_t workers[4];
+  unsigned gets[NBLOCKS];
+  unsigned total_gets, lists, rejected;
+  unsigned outstanding, max_outstanding;  /* queued or being served */
+  int64_t slow_block;                   /* -1: none; else held until cleared */
+  bool paused;                          /* workers take no job */
+};
+
+static unsigned char
+pattern(uint64_t block, size_t i)
+{
+  return (unsigned char) ((block * 131 + i * 7 + (i >> 9)) & 0xff);
+}
+
+static void
+fill_block(uint64_t block, unsigned char *buf)
+{
+  size_t i;
+  for (i = 0; i < BS; i++)
+    buf[i] = pattern(block, i);
+}
+
+static void
+set_error(struct ebs_error *e, int status, const char *code, const char *reason, int errnum)
+{
+  memset(e, 0, sizeof *e);
+  e->http_status = status;
+  snprintf(e->code, sizeof e->code, "%s", code);
+  snprintf(e->reason, sizeof e->reason, "%s", reason);
+  e->errnum = errnum;
+  e->attempts = 1;
+}
+
+static void *
+worker(void *arg)
+{
+  struct ebs_client *c = arg;
+
+  for (;;) {
+    struct job *j;
+    struct ebs_error err;
+    char want[64];
+    int rc = 0;
+
+    pthread_mutex_lock(&c->lock);
+    while ((c->head == NULL || c->paused) && !c->stop)
+      pthread_cond_wait(&c->cond, &c->lock);
+    if (c->head == NULL) {
+      pthread_mutex_unlock(&c->lock);
+      return NULL;
+    }
+    j = c->head;
+    c->head = j->next;
+    if (c->head == NULL)
+      c->tail = NULL;
+    c->gets[j->index]++;
+    c->total_gets++;
+    snprintf(want, sizeof want, "Tk%010u%04d", j->index, c->generation);
+    if ((int64_t) j->index == c->failing_block) {
+      set_error(&err, 500, "InternalServerException", "", EIO);
+      rc = -EIO;
+    } else if (strcmp(want, j->token) != 0) {
+      set_error(&err, 400, "ValidationException", "INVALID_BLOCK_TOKEN", EINVAL);
+      c->rejected++;
+      rc = -EINVAL;
+    }
+    while ((int64_t) j->index == c->slow_block)
+      pthread_cond_wait(&c->cond, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    usleep(2000);
+    if (rc == 0)
+      fill_block(j->index, j->buf);
+    pthread_mutex_lock(&c->lock);
+    c->outstanding--;                   /* before done: the image counts until done */
+    pthread_mutex_unlock(&c->lock);
+    j->done(j->arg, rc, rc ? &err : NULL);
+    free(j);
+  }
+}
+
+static struct ebs_client *
+fake_client_new(void)
+{
+  struct ebs_client *c = calloc(1, sizeof *c);
+  int i;
+
+  c->failing_block = -1;
+  c->slow_block = -1;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->cond, NULL);
+  for (i = 0; i < 4; i++)
+    pthread_create(&c->workers[i], NULL, worker, c);
+  return c;
+}
+
+static void
+fake_client_free(struct ebs_client *c)
+{
+  int i;
+
+  pthread_mutex_lock(&c->lock);
+  c->stop = true;
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  for (i = 0; i < 4; i++)
+    pthread_join(c->workers[i], NULL);
+  free(c);
+}
+
+struct page_store {
+  struct ebs_block_ref refs[10000];
+  char tokens[10000][20];
+  char next[32];
+};
+
+int
+ebs_list_snapshot_blocks(struct ebs_client *c, const char *snapshot_id,
+                         const char *page_token, int64_t starting_block,
+                         int max_results, struct ebs_block_page *out,
+                         struct ebs_error *err)
+{
+  struct page_store *ps;
+  uint64_t b;
+  size_t n = 0;
+
+  memset(out, 0, sizeof *out);
+  if (strcmp(snapshot_id, "snap-0123456789abcdef0") != 0) {
+    set_error(err, 404, "ResourceNotFoundException", "SNAPSHOT_NOT_FOUND", ENOENT);
+    return -ENOENT;
+  }
+  CHECK(max_results >= 100 && max_results <= 10000);
+  ps = calloc(1, sizeof *ps);
+  pthread_mutex_lock(&c->lock);
+  c->lists++;
+  if (page_token)
+    starting_block = strtoll(page_token, NULL, 10);
+  for (b = starting_block < 0 ? 0 : (uint64_t) starting_block;
+       b < NBLOCKS && n < (size_t) max_results; b++) {
+    if (!c->listed[b])
+      continue;
+    snprintf(ps->tokens[n], sizeof ps->tokens[n], "Tk%010u%04d", (unsigned) b, c->generation);
+    ps->refs[n].index = (uint32_t) b;
+    ps->refs[n].token = ps->tokens[n];
+    n++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  while (b < NBLOCKS && !c->listed[b])
+    b++;
+  if (b < NBLOCKS) {
+    snprintf(ps->next, sizeof ps->next, "%u", (unsigned) b);
+    out->next_token = ps->next;
+  }
+  out->blocks = ps->refs;
+  out->nblocks = n;
+  out->volume_size_gib = 1;
+  out->block_size = EBS_BLOCK_SIZE;
+  out->storage_ = ps;
+  return 0;
+}
+
+void
+ebs_block_page_free(struct ebs_block_page *p)
+{
+  free(p->storage_);
+  p->storage_ = NULL;
+}
+
+int
+ebs_get_snapshot_block_async(struct ebs_client *c, const char *snapshot_id,
+                             uint32_t index, const char *block_token, void *buf,
+                             ebs_done_fn done, void *arg)
+{
+  struct job *j = calloc(1, sizeof *j);
+
+  (void) snapshot_id;
+  if (j == NULL)
+    return -ENOMEM;
+  j->index = index;
+  snprintf(j->token, sizeof j->token, "%s", block_token);
+  j->buf = buf;
+  j->done = done;
+  j->arg = arg;
+  pthread_mutex_lock(&c->lock);
+  if (++c->outstanding > c->max_outstanding)
+    c->max_outstanding = c->outstanding;
+  if (c->tail) c->tail->next = j;
+  else c->head = j;
+  c->tail = j;
+  pthread_cond_signal(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  return 0;
+}
+
+bool
+ebs_error_is(const struct ebs_error *e, const char *code, const char *reason)
+{
+  return strcmp(e->code, code) == 0 && (reason == NULL || strcmp(e->reason, reason) == 0);
+}
+
+const char *
+ebs_error_string(const struct ebs_error *e, char *buf, size_t len)
+{
+  snprintf(buf, len, "%s (%s) [HTTP %d]", e->code, e->reason, e->http_status);
+  return buf;
+}
+
+bool
+ebs_valid_snapshot_id(const char *s)
+{
+  size_t i;
+
+  if (strncmp(s, "snap-", 5) != 0 || strlen(s) > EBS_SNAPSHOT_ID_MAX || s[5] == '\0')
+    return false;
+  for (i = 5; s[i]; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return true;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static const char snap[] = "snap-0123456789abcdef0";
+
+static unsigned
+gets(struct ebs_client *c)
+{
+  unsigned n;
+  pthread_mutex_lock(&c->lock);
+  n = c->total_gets;
+  pthread_mutex_unlock(&c->lock);
+  return n;
+}
+
+/* Read [off, off+len) and compare with the fake volume; returns the rc. */
+static ssize_t
+read_check(struct image_reader *r, struct ebs_client *c, uint64_t off, size_t len,
+           int *mismatches)
+{
+  struct image_read rd;
+  ssize_t n = image_read(r, off, len, &rd);
+  size_t s, k;
+  uint64_t pos = off;
+
+  if (n < 0)
+    return n;
+  for (s = 0; s < rd.nseg; s++) {
+    const unsigned char *m = rd.seg[s].mem;
+    for (k = 0; k < rd.seg[s].len; k++, pos++) {
+      uint64_t b = pos / BS;
+      unsigned char want = c->listed[b] ? pattern(b, pos % BS) : 0;
+      if (m[k] != want) {
+        (*mismatches)++;
+        break;
+      }
+    }
+  }
+  if (pos - off != (uint64_t) n)
+    (*mismatches)++;
+  image_read_release(&rd);
+  return n;
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static void
+test_open_errors(struct ebs_client *c, struct block_cache *cache)
+{
+  struct image_options o = { .client = c, .cache = cache };
+  struct image *img;
+  struct ebs_error err;
+
+  CHECK_INTEQ(image_open("vol-123", &o, &img, &err), -EINVAL);
+  CHECK(img == NULL);
+  CHECK_INTEQ(image_open("snap-0000000000000000f", &o, &img, &err), -ENOENT);
+  CHECK_INTEQ(err.errnum, ENOENT);
+}
+
+static void
+test_reads(struct ebs_client *c, struct block_cache *cache)
+{
+  struct image_options o = { .client = c, .cache = cache, .readahead_max_blocks = 8 };
+  struct image *img;
+  struct image_reader *r;
+  struct image_stats st;
+  struct image_read rd, rd2;
+  struct ebs_error err;
+  int bad = 0;
+  unsigned g0, listed_in_range, b;
+  uint64_t off;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL)
+    return;
+  CHECK_INTEQ(image_size(img), 1ull << 30);
+  CHECK_STREQ(image_snapshot_id(img), snap);
+  CHECK(!image_writable(img));
+  CHECK_INTEQ(c->lists, 1);             /* the open probe only */
+  r = image_reader_new(img);
+
+  /* Holes cost nothing. */
+  g0 = gets(c);
+  CHECK_INTEQ(read_check(r, c, 3 * BS + 17, 2 * BS, &bad), 2 * BS);
+  CHECK_INTEQ(gets(c), g0);
+
+  /* Unaligned reads of listed data, across block boundaries. */
+  CHECK_INTEQ(read_check(r, c, 10 * BS - 100, 300, &bad), 300);
+  CHECK_INTEQ(read_check(r, c, 12 * BS + 4095, 3 * BS + 1, &bad), 3 * BS + 1);
+  CHECK_INTEQ(gets(c) - g0, 6);          /* blocks 9, 10 and 12-15 */
+  CHECK_INTEQ(bad, 0);
+
+  /* Re-reading cached blocks costs nothing, and hands out the same memory. */
+  g0 = gets(c);
+  CHECK_INTEQ(image_read(r, 12 * BS, 4096, &rd), 4096);
+  CHECK_INTEQ(image_read(r, 12 * BS + 8192, 4096, &rd2), 4096);
+  CHECK_INTEQ(rd.nseg, 1);
+  CHECK((const char *) rd2.seg[0].mem == (const char *) rd.seg[0].mem + 8192);
+  image_read_release(&rd);
+  image_read_release(&rd2);
+  CHECK_INTEQ(gets(c), g0);
+
+  /* EOF and clipping. */
+  CHECK_INTEQ(image_read(r, 1ull << 30, 4096, &rd), 0);
+  CHECK_INTEQ(read_check(r, c, (1ull << 30) - 1000, 4096, &bad), 1000);
+  /* A read spanning more than IMAGE_READ_MAX_SEGS blocks is shortened. */
+  CHECK_INTEQ(image_read(r, 100 * BS + 1, 20 * BS, &rd), IMAGE_READ_MAX_SEGS * BS - 1);
+  CHECK_INTEQ(rd.nseg, IMAGE_READ_MAX_SEGS);
+  image_read_release(&rd);
+
+  /* A sequential stream costs one fetch per listed block, no more. */
+  image_reader_free(r);
+  r = image_reader_new(img);
+  g0 = gets(c);
+  listed_in_range = 0;
+  for (b = 400; b < 600; b++)
+    listed_in_range += c->listed[b];
+  for (off = 400 * BS; off < 600 * BS; off += 128 * 1024)
+    CHECK_INTEQ(read_check(r, c, off, 128 * 1024, &bad), 128 * 1024);
+  image_get_stats(img, &st);
+  CHECK(st.prefetches > 0);
+  /* Prefetching may run up to the window past the end of the stream. */
+  CHECK(gets(c) - g0 >= listed_in_range);
+  CHECK(gets(c) - g0 <= listed_in_range + 8);
+  CHECK_INTEQ(bad, 0);
+
+  /* SEEK_DATA / SEEK_HOLE. */
+  CHECK_INTEQ(image_seek(img, 0, SEEK_DATA), 9 * BS);
+  CHECK_INTEQ(image_seek(img, 11 * BS, SEEK_DATA), 12 * BS);
+  CHECK_INTEQ(image_seek(img, 11 * BS + 5, SEEK_HOLE), 11 * BS + 5);
+  CHECK_INTEQ(image_seek(img, 12 * BS + 5, SEEK_HOLE), 16 * BS);
+  CHECK_INTEQ(image_seek(img, 1500 * BS + 3, SEEK_DATA), 2047 * BS);
+  CHECK_INTEQ(image_seek(img, 2047 * BS + 3, SEEK_HOLE), 1ull << 30);
+  CHECK_INTEQ(image_seek(img, 1ull << 30, SEEK_DATA), -ENXIO);
+  CHECK_INTEQ(image_seek(img, 5, 42), -EINVAL);
+
+  CHECK_INTEQ(image_write(img, "x", 1, 0), -EROFS);
+  CHECK_INTEQ(image_fsync(img, false), -EROFS);
+  image_reader_free(r);
+  image_close(img);
+}
+
+struct rand_reader {
+  struct image *img;
+  struct ebs_client *c;
+  unsigned seed;
+  int bad, errors;
+};
+
+static void *
+random_reads(void *arg)
+{
+  struct rand_reader *rr = arg;
+  struct image_reader *r = image_reader_new(rr->img);
+  int i;
+
+  for (i = 0; i < 100; i++) {
+    uint64_t off = ((uint64_t) rand_r(&rr->seed) * 4099) % (1ull << 30);
+    size_t len = 1 + (size_t) rand_r(&rr->seed) % (3 * BS / 2);
+    if (read_check(r, rr->c, off, len, &rr->bad) < 0)
+      rr->errors++;
+  }
+  image_reader_free(r);
+  return NULL;
+}
+
+static void
+test_concurrent(struct ebs_client *c, struct block_cache *cache)
+{
+  struct image_options o = { .client = c, .cache = cache };
+  struct image *img;
+  struct ebs_error err;
+  struct rand_reader rr[6];
+  pthread_t t[6];
+  int i;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL)
+    return;
+  for (i = 0; i < 6; i++) {
+    rr[i] = (struct rand_reader) { img, c, (unsigned) i * 7919u + 1, 0, 0 };
+    pthread_create(&t[i], NULL, random_reads, &rr[i]);
+  }
+  for (i = 0; i < 6; i++) {
+    pthread_join(t[i], NULL);
+    CHECK_INTEQ(rr[i].bad, 0);
+    CHECK_INTEQ(rr[i].errors, 0);
+  }
+  image_close(img);
+}
+
+static void
+test_faults(struct ebs_client *c, struct block_cache *cache)
+{
+  struct image_options o = { .client = c, .cache = cache };
+  struct image *img;
+  struct image_reader *r;
+  struct ebs_error err;
+  int bad = 0;
+  unsigned g0;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL)
+    return;
+  r = image_reader_new(img);
+  /* A block that always fails: its reads get EIO, every time (not cached),
+   * and its neighbours still read fine. */
+  c->failing_block = 1001;
+  CHECK_INTEQ(read_check(r, c, 1001 * BS + 5, 100, &bad), -EIO);
+  g0 = gets(c);
+  CHECK_INTEQ(read_check(r, c, 1000 * BS, 2 * BS, &bad), -EIO);
+  CHECK(gets(c) > g0);                  /* tried again, not a cached failure */
+  CHECK_INTEQ(read_check(r, c, 1002 * BS, BS, &bad), BS);
+  c->failing_block = -1;
+  CHECK_INTEQ(read_check(r, c, 1001 * BS, BS, &bad), BS);
+
+  /* Tokens change under us: the rejected token is re-listed, the read works. */
+  pthread_mutex_lock(&c->lock);
+  c->generation++;
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(read_check(r, c, 1201 * BS + 7, 1000, &bad), 1000);
+  CHECK(c->rejected >= 1);
+  CHECK_INTEQ(bad, 0);
+  image_reader_free(r);
+  image_close(img);
+}
+
+static void
+set_paused(struct ebs_client *c, bool paused)
+{
+  pthread_mutex_lock(&c->lock);
+  c->paused = paused;
+  c->max_outstanding = c->outstanding;
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* With the transport paused, read blocks 16-17 (cached beforehand) as a
+ * stream: the window's prefetches are all queued at once, never more than
+ * max_requests of them.  Returns how many were outstanding at most. */
+static unsigned
+queued_by_stream(struct ebs_client *c, struct block_cache *cache, unsigned max_requests)
+{
+  struct image_options o = { .client = c, .cache = cache, .max_requests = max_requests };
+  struct image *img;
+  struct image_reader *r;
+  struct ebs_error err;
+  uint64_t off;
+  unsigned most;
+  int bad = 0;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL)
+    return 0;
+  r = image_reader_new(img);
+  CHECK_INTEQ(read_check(r, c, 16 * BS, 2 * BS, &bad), 2 * BS);
+  image_reader_free(r);
+  r = image_reader_new(img);
+  set_paused(c, true);
+  for (off = 16 * BS; off < 18 * BS; off += 128 * 1024)
+    CHECK_INTEQ(read_check(r, c, off, 128 * 1024, &bad), 128 * 1024);
+  pthread_mutex_lock(&c->lock);
+  most = c->max_outstanding;
+  pthread_mutex_unlock(&c->lock);
+  set_paused(c, false);
+  CHECK_INTEQ(bad, 0);
+  image_reader_free(r);
+  image_close(img);                     /* waits for the prefetches */
+  return most;
+}
+
+/* Readahead queues its window in parallel, but never more than max_requests
+ * of its own requests. */
+static void
+test_in_flight(struct ebs_client *c, struct block_cache *cache)
+{
+  unsigned n;
+
+  n = queued_by_stream(c, cache, 4);
+  CHECK_INTEQ(n, 4);
+  n = queued_by_stream(c, cache, 0);    /* default 128: the window decides */
+  if (n <= 8)
+    fprintf(stderr, "only %u prefetches queued\n", n);
+  CHECK(n > 8);
+}
+
+struct slow_reader {
+  struct image *img;
+  struct ebs_client *c;
+  int bad;
+  ssize_t n;
+  int finished;
+  pthread_mutex_t *lock;
+};
+
+static void *
+slow_read(void *arg)
+{
+  struct slow_reader *s = arg;
+  struct image_reader *r = image_reader_new(s->img);
+
+  s->n = read_check(r, s->c, 501 * BS + 10, 1000, &s->bad);
+  pthread_mutex_lock(s->lock);
+  s->finished = 1;
+  pthread_mutex_unlock(s->lock);
+  image_reader_free(r);
+  return NULL;
+}
+
+/* A reader is never held up by another reader's slow block. */
+static void
+test_no_head_of_line(struct ebs_client *c, struct block_cache *cache)
+{
+  struct image_options o = { .client = c, .cache = cache };
+  struct slow_reader s = { 0 };
+  struct image *img;
+  struct image_reader *r;
+  struct ebs_error err;
+  pthread_t t;
+  int bad = 0, slow_done;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL)
+    return;
+  pthread_mutex_lock(&c->lock);
+  c->slow_block = 501;
+  pthread_mutex_unlock(&c->lock);
+  s.img = img;
+  s.c = c;
+  s.lock = &c->lock;
+  /* The slow reader asks for block 501, which is held back... */
+  pthread_create(&t, NULL, slow_read, &s);
+  for (;;) {
+    unsigned asked;
+    pthread_mutex_lock(&c->lock);
+    asked = c->gets[501];
+    pthread_mutex_unlock(&c->lock);
+    if (asked)
+      break;
+    usleep(1000);
+  }
+  /* ...meanwhile blocks 601 and 602 are read (this would hang if readers
+   * waited on each other), and the slow reader is still waiting. */
+  r = image_reader_new(img);
+  CHECK_INTEQ(read_check(r, c, 601 * BS + 5, BS, &bad), BS);
+  pthread_mutex_lock(&c->lock);
+  slow_done = s.finished;
+  c->slow_block = -1;                   /* let block 501 through */
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(slow_done, 0);
+  pthread_join(t, NULL);
+  CHECK_INTEQ(s.n, 1000);
+  CHECK_INTEQ(s.bad + bad, 0);
+  image_reader_free(r);
+  image_close(img);
+}
+
+int
+main(void)
+{
+  struct ebs_client *c = fake_client_new();
+  struct block_cache *cache = block_cache_new(256 * BS);
+  unsigned b;
+
+  /* Blocks 9-10 and 12-15 listed, 11 a hole; then 3 of every 4 from 16, with
+   * a long hole in the middle and the very last block listed. */
+  c->listed[9] = c->listed[10] = 1;
+  for (b = 12; b < 16; b++)
+    c->listed[b] = 1;
+  for (b = 16; b < 1400; b++)
+    c->listed[b] = (b % 4) != 0;
+  c->listed[NBLOCKS - 1] = 1;
+
+  test_open_errors(c, cache);
+  test_reads(c, cache);
+  test_concurrent(c, cache);
+  test_faults(c, cache);
+  test_in_flight(c, cache);
+  test_no_head_of_line(c, cache);
+  block_cache_free(cache);
+  fake_client_free(c);
+  TEST_EXIT();
+}
