@@ -1,0 +1,275 @@
+/* options.c - parse the ebsfs command line with one fuse_opt table.
+ *
+ * Our options land in struct ebsfs_options through offsetof; fstab words
+ * are discarded so an /etc/fstab line works; unknown -o options are kept for
+ * libfuse (allow_other, default_permissions, max_read=...), which refuses
+ * what it does not know when main.c creates the session.  Positional
+ * arguments are SNAPSHOT-ID... MOUNTPOINT.  Nothing here touches the network
+ * or the file system: main.c does that, with errors before mounting.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+#include "log.h"
+
+#define OPT(t, field, v) { t, offsetof(struct ebsfs_options, field), v }
+
+enum {
+  KEY_DEBUG,            /* -d / debug: also libfuse's */
+  KEY_DEBUG_LIST,       /* debug=SUBSYSTEMS, may repeat */
+};
+
+static const struct fuse_opt option_table[] = {
+  OPT("-f", foreground, 1),
+  OPT("-s", single_thread, 1),
+  OPT("-h", show_help, 1),
+  OPT("--help", show_help, 1),
+  OPT("-V", show_version, 1),
+  OPT("--version", show_version, 1),
+  OPT("region=%s", region, 0),
+  OPT("profile=%s", profile, 0),
+  OPT("endpoint=%s", endpoint, 0),
+  OPT("ca_bundle=%s", ca_bundle, 0),
+  OPT("cache_size=%s", cache_size_str, 0),
+  OPT("max_requests=%u", max_requests, 0),
+  OPT("readahead=%s", readahead_str, 0),
+  OPT("rate_limit=%s", rate_limit_str, 0),
+  FUSE_OPT_KEY("debug=", KEY_DEBUG_LIST),
+  OPT("ro", ro, 1),
+  OPT("rw", rw, 1),
+  FUSE_OPT_KEY("-d", KEY_DEBUG),
+  FUSE_OPT_KEY("debug", KEY_DEBUG),
+  /* mount(8) and fstab words that mean nothing to a FUSE daemon */
+  FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
+  FUSE_OPT_END
+};
+
+static int
+option_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+  /* fuse_opt stores the templates' values at offsets into data, so data is
+   * the options; positional arguments pile up in o->snapshots meanwhile. */
+  struct ebsfs_options *o = data;
+  char **p;
+
+  switch (key) {
+  case KEY_DEBUG:
+    /* Foreground, our debug level, and libfuse's request trace. */
+    o->debug = 1;
+    o->foreground = 1;
+    return 1;
+  case KEY_DEBUG_LIST: {
+    /* fuse_opt splits -o at commas, so subsystems are also separated by
+     * ':' or '+' (debug=http:cache), and the option may be repeated. */
+    char *list = strdup(arg + strlen("debug="));
+    unsigned mask;
+    int r;
+
+    if (list == NULL) {
+      fprintf(stderr, "ebsfs: out of memory\n");
+      return -1;
+    }
+    for (char *c = list; *c; c++)
+      if (*c == ':' || *c == '+')
+        *c = ',';
+    r = log_parse_subsystems(list, &mask);
+    free(list);
+    if (r < 0) {
+      fprintf(stderr, "ebsfs: bad %s: use http, sigv4, creds, index, cache, readahead,"
+              " fuse, staging, commit or all, separated by ':'\n", arg);
+      return -1;
+    }
+    o->debug_mask |= mask;
+    return 0;
+  }
+  case FUSE_OPT_KEY_NONOPT:
+    p = realloc(o->snapshots, (o->npositional + 1) * sizeof *p);
+    if (p == NULL) {
+      fprintf(stderr, "ebsfs: out of memory\n");
+      return -1;
+    }
+    o->snapshots = p;
+    o->snapshots[o->npositional] = strdup(arg);
+    if (o->snapshots[o->npositional] == NULL) {
+      fprintf(stderr, "ebsfs: out of memory\n");
+      return -1;
+    }
+    o->npositional++;
+    return 0;
+  case FUSE_OPT_KEY_OPT:
+    /* x-systemd.automount and friends: for mount(8) and systemd, not us. */
+    if (strncmp(arg, "x-", 2) == 0)
+      return 0;
+    return 1;                   /* keep for libfuse */
+  default:
+    return 1;
+  }
+}
+
+int
+options_parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s)
+    return -1;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  default: return -1;
+  }
+  /* "64MiB" and "64MB" read as the same binary unit; nothing else may follow. */
+  if (shift && (*end == 'i' || *end == 'I'))
+    end++;
+  if (shift && (*end == 'b' || *end == 'B'))
+    end++;
+  if (*end != '\0')
+    return -1;
+  if (shift && v > (UINT64_MAX >> shift))
+    return -1;
+  *out = (uint64_t) v << shift;
+  return 0;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line on stderr, then -1: the caller returns it. */
+static int
+usage_error(const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs("ebsfs: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs(" (see ebsfs -h)\n", stderr);
+  return -1;
+}
+
+int
+options_parse(int argc, char **argv, struct ebsfs_options *o)
+{
+  char *end;
+
+  memset(o, 0, sizeof *o);
+  o->fuse_args = (struct fuse_args) FUSE_ARGS_INIT(argc, argv);
+
+  /* On failure fuse_opt (or option_proc) has printed what it did not like. */
+  if (fuse_opt_parse(&o->fuse_args, o, option_table, option_proc) == -1)
+    return -1;
+  if (o->npositional > 0) {
+    o->mountpoint = o->snapshots[o->npositional - 1];
+    o->nsnapshots = o->npositional - 1;
+  }
+
+  if (o->show_help || o->show_version)
+    return 0;
+
+  if (o->npositional < 2)
+    return usage_error("%s", o->npositional == 0 ? "missing SNAPSHOT-ID and MOUNTPOINT"
+                                          : "missing MOUNTPOINT (usage: ebsfs [options] SNAPSHOT-ID... MOUNTPOINT)");
+
+  o->cache_size = OPT_DEFAULT_CACHE_SIZE;
+  if (o->cache_size_str && options_parse_size(o->cache_size_str, &o->cache_size) < 0)
+    return usage_error("bad cache_size '%s': a size like 512M or 4G", o->cache_size_str);
+
+  o->readahead = OPT_DEFAULT_READAHEAD;
+  if (o->readahead_str && options_parse_size(o->readahead_str, &o->readahead) < 0)
+    return usage_error("bad readahead '%s': a size like 8M or 64M", o->readahead_str);
+
+  o->rate_limit = OPT_DEFAULT_RATE_LIMIT;
+  if (o->rate_limit_str) {
+    errno = 0;
+    o->rate_limit = strtod(o->rate_limit_str, &end);
+    if (errno != 0 || end == o->rate_limit_str || *end != '\0' || !(o->rate_limit > 0))
+      return usage_error("bad rate_limit '%s': requests per second, more than 0", o->rate_limit_str);
+  }
+
+  if (o->max_requests == 0)
+    o->max_requests = OPT_DEFAULT_MAX_REQUESTS;
+  return 0;
+}
+
+void
+options_free(struct ebsfs_options *o)
+{
+  free(o->region);
+  free(o->profile);
+  free(o->endpoint);
+  free(o->ca_bundle);
+  free(o->cache_size_str);
+  free(o->readahead_str);
+  free(o->rate_limit_str);
+  for (size_t i = 0; i < o->npositional; i++)
+    free(o->snapshots[i]);
+  free(o->snapshots);
+  fuse_opt_free_args(&o->fuse_args);
+  memset(o, 0, sizeof *o);
+}
+
+void
+options_usage(const char *progname)
+{
+  printf("usage: %s [options] SNAPSHOT-ID... MOUNTPOINT\n"
+         "\n"
+         "Mount completed EBS snapshots read-only; each appears in MOUNTPOINT as an\n"
+         "image file named after its snapshot ID, read on demand through the EBS\n"
+         "direct APIs.  Loop-mount it (ext4: -o ro,noload; XFS: -o ro,norecovery)\n"
+         "or copy it with dd / cp --sparse=always.\n"
+         "\n"
+         "general options:\n"
+         "    -h, --help             print this help and libfuse's options\n"
+         "    -V, --version          print versions\n"
+         "    -f                     stay in the foreground, log to stderr\n"
+         "                           (default: daemonize, log to syslog)\n"
+         "    -d, -o debug           foreground, debug log and libfuse's request trace\n"
+         "    -s                     single-threaded FUSE loop (default: multi-threaded)\n"
+         "\n"
+         "ebsfs options:\n"
+         "    -o region=REGION       AWS region (default: AWS_REGION, AWS_DEFAULT_REGION,\n"
+         "                           then the profile's region)\n"
+         "    -o profile=NAME        profile in ~/.aws/config and ~/.aws/credentials\n"
+         "                           (default: AWS_PROFILE, then \"default\")\n"
+         "    -o endpoint=URL        EBS endpoint (default: AWS_ENDPOINT_URL_EBS,\n"
+         "                           AWS_ENDPOINT_URL, then https://ebs.REGION.amazonaws.com)\n"
+         "    -o ca_bundle=FILE      CA certificates for TLS (default: the system's)\n"
+         "    -o cache_size=SIZE     block cache shared by all snapshots (default: 1G);\n"
+         "                           K, M, G, T suffixes\n"
+         "    -o max_requests=N      block fetches in flight per snapshot (default: %u)\n"
+         "    -o readahead=SIZE      cap of the sequential readahead window (default: 64M)\n"
+         "    -o rate_limit=N        GetSnapshotBlock requests/s per snapshot (default: %.0f;\n"
+         "                           AWS allows 1000)\n"
+         "    -o debug=LIST          debug log of subsystems, ':'-separated: http, sigv4,\n"
+         "                           creds, index, cache, readahead, fuse, staging, commit\n"
+         "                           or all (default: none)\n"
+         "    -o ro                  read-only (the default)\n"
+         "\n"
+         "fstab words (defaults, auto, noauto, user, users, _netdev, nofail, x-*)\n"
+         "are accepted and ignored.  Other -o options go to libfuse:\n"
+         "\n",
+         progname, OPT_DEFAULT_MAX_REQUESTS, OPT_DEFAULT_RATE_LIMIT);
+}

@@ -1,0 +1,73 @@
+/* options.h - the ebsfs command line: one fuse_opt table, sshfs style.
+ *
+ *   ebsfs [-f] [-d] [-s] [-o opt[,opt...]] SNAPSHOT-ID... MOUNTPOINT
+ *
+ * Our own -o options are consumed here; fstab words (noauto, user, _netdev,
+ * x-*...) are dropped; everything else (allow_other, default_permissions,
+ * max_read=...) is kept in fuse_args and handed to libfuse, which rejects
+ * what it does not know.  main.c turns the result into a client, a cache
+ * and a mount; options.c never touches the network.
+ */
+#ifndef EBSFS_OPTIONS_H
+#define EBSFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fuse_version.h"
+#include <fuse_opt.h>
+
+/* Defaults, printed by -h.  max_requests: Little's law - 1000 req/s (the
+ * per-snapshot ceiling) x ~100 ms per GetSnapshotBlock = 100 in flight. */
+#define OPT_DEFAULT_CACHE_SIZE    (1024ull * 1024 * 1024)
+#define OPT_DEFAULT_MAX_REQUESTS  128u
+#define OPT_DEFAULT_READAHEAD     (64ull * 1024 * 1024)
+#define OPT_DEFAULT_RATE_LIMIT    900.0
+
+struct ebsfs_options {
+  /* -f -d -s -h -V */
+  int foreground;
+  int debug;
+  int single_thread;
+  int show_help;
+  int show_version;
+
+  /* -o options (strings are malloc'd by fuse_opt; freed by options_free) */
+  char *region;
+  char *profile;
+  char *endpoint;
+  char *ca_bundle;
+  char *cache_size_str;
+  char *readahead_str;
+  char *rate_limit_str;
+  unsigned max_requests;
+  int ro, rw;                   /* recorded; the write mode decides later */
+
+  /* After options_parse: */
+  uint64_t cache_size;          /* bytes */
+  uint64_t readahead;           /* bytes, cap of the sequential window */
+  double rate_limit;            /* requests/s per snapshot */
+  unsigned debug_mask;          /* -o debug=http:cache, repeatable */
+
+  char **snapshots;             /* positional arguments but the last */
+  size_t nsnapshots;
+  char *mountpoint;             /* the last positional argument */
+  size_t npositional;           /* nsnapshots + 1 once both are given */
+
+  struct fuse_args fuse_args;   /* what libfuse gets: argv[0] + kept options */
+};
+
+/* Parse argv.  Returns 0, or -1 after printing one line on stderr
+ * ("ebsfs: ...") for a usage error.  With -h or -V set, positional
+ * arguments are not required.  Always call options_free afterwards. */
+int options_parse(int argc, char **argv, struct ebsfs_options *o);
+void options_free(struct ebsfs_options *o);
+
+/* -h: our options with their defaults (then main adds libfuse's). */
+void options_usage(const char *progname);
+
+/* "512K", "64M", "1G", "2T", "4096" -> bytes (binary units).  0 or -1. */
+int options_parse_size(const char *s, uint64_t *out);
+
+#endif
