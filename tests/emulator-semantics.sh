@@ -12,7 +12,7 @@ requires timeout
 start_emulator --quiet --credentials 'AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' \
   --credentials ASIATEST:sekrit:tok3n
 suite="$top_srcdir/tests/emulator/test_semantics.py"
-timeout 90 "$PYTHON3" "$suite" || fail "semantics suite"
+timeout 300 "$PYTHON3" "$suite" || fail "semantics suite"
 
 # Persistence: what was written (and a pending snapshot) survives a restart.
 timeout 30 "$PYTHON3" "$suite" prepare "$EMU_TMP/state.json" || fail "prepare"
