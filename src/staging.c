@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -436,6 +437,14 @@ staging_open(const char *dir, const char *source, uint64_t size, bool must_exist
   if (s->journal_fd < 0) {
     rc = -errno;
     snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+    goto fail;
+  }
+  /* One user at a time: a mount and a --resume of the same directory would
+   * interleave their journals.  The lock goes away with the process. */
+  if (flock(s->journal_fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    snprintf(msg, msglen, "staging directory %s: %s", dir, rc == -EBUSY ?
+             "in use by another ebsfs (a mount or a --resume)" : strerror(-rc));
     goto fail;
   }
   if (fresh) {

@@ -134,6 +134,13 @@ test_write_reopen(void)
   free(v);
   CHECK(staging_read_block(s, 3, back) == 0);
   CHECK(memcmp(back + 10, "xyz", 3) == 0 && back[9] == 'a' && back[13] == 'a');
+
+  /* While open, nobody else may open it. */
+  {
+    struct staging *s2 = NULL;
+    CHECK(staging_open(dir, "snap-0123abcd", SIZE, false, &s2, msg, sizeof msg) == -EBUSY);
+    CHECK(s2 == NULL);
+  }
   staging_close(s);
 
   /* Another source, or a different size, is refused. */
