@@ -34,6 +34,7 @@
 #define DEFAULT_IN_FLIGHT 128u
 #define MAX_TAGS 50                     /* StartSnapshot's limit */
 #define PROGRESS_EVERY_S 2.0
+#define COMMIT_REBASED 1                /* run_attempt: start over on a new parent */
 
 static double
 now_s(void)
@@ -416,7 +417,19 @@ run_attempt(struct ebs_client *c, struct staging *s, struct staging_attempt *a,
   }
   snprintf(res->snapshot_id, sizeof res->snapshot_id, "%s", info.snapshot_id);
   if (strcmp(info.status, "completed") == 0) {
-    /* Completed by a run that died before journaling it. */
+    /* Completed by a run that died before journaling it.  Blocks written
+     * after their PUT (a remount since) are not in it: they go to a child. */
+    size_t again = 0;
+
+    for (size_t i = 0; i < n; i++)
+      if (!staging_block_put(s, blocks[i]))
+        again++;
+    if (again > 0) {
+      log_info("commit: %s was already completed; %zu blocks were written since: "
+               "they go to a new snapshot on top of it", info.snapshot_id, again);
+      rc = staging_log_rebased(s, info.snapshot_id);
+      return rc < 0 ? rc : COMMIT_REBASED;
+    }
     log_info("commit: %s was already completed", info.snapshot_id);
     return 0;
   }
@@ -497,8 +510,18 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
     snprintf(err.message, sizeof err.message, "cannot journal the commit: %s", strerror(-rc));
     goto failed;
   }
-  for (round = 0; round < 2; round++) {
-    if (round > 0) {
+  for (round = 0; round < 3; round++) {
+    if (rc == COMMIT_REBASED) {
+      free(blocks);
+      blocks = NULL;
+      if ((rc = staging_dirty_blocks(s, &blocks, &n)) < 0 ||
+          (rc = new_attempt(s, o, &a)) < 0) {
+        err.errnum = -rc;
+        snprintf(err.message, sizeof err.message, "cannot start over: %s", strerror(-rc));
+        goto failed;
+      }
+      res->blocks = (uint32_t) n;
+    } else if (round > 0) {
       log_warn("commit: %s is unusable (%s); starting a fresh snapshot with a new client token",
                a.snapshot_id[0] ? a.snapshot_id : "the pending snapshot",
                ebs_error_string(&err, msg, sizeof msg));
@@ -509,8 +532,13 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
       }
     }
     rc = run_attempt(c, s, &a, blocks, n, max_in_flight, res, &err, &gone);
-    if (rc == 0 || !gone)
+    if (rc == 0 || (rc < 0 && !gone))
       break;
+  }
+  if (rc == COMMIT_REBASED) {
+    err.errnum = EIO;
+    snprintf(err.message, sizeof err.message, "the commit kept changing parent");
+    rc = -EIO;
   }
   if (rc < 0)
     goto failed;

@@ -184,6 +184,27 @@ parse_block(struct staging *s, const char *arg, uint64_t *out)
   return 0;
 }
 
+/* A completed snapshot holds the blocks PUT to it: those are clean now, it
+ * is the new parent, and blocks written after their PUT stay dirty. */
+static void
+rebase(struct staging *s, const char *snapshot_id)
+{
+  for (uint64_t b = 0; b < s->nblocks; b++) {
+    if ((b & 7) == 0 && s->put[b >> 3] == 0) {
+      b += 7;
+      continue;
+    }
+    if (bit_get(s->put, b) && bit_get(s->dirty, b)) {
+      bit_clear(s->dirty, b);
+      s->ndirty--;
+    }
+  }
+  memset(s->put, 0, bitmap_bytes(s->nblocks));
+  snprintf(s->last_committed, sizeof s->last_committed, "%s", snapshot_id);
+  s->pending = false;
+  memset(&s->attempt, 0, sizeof s->attempt);
+}
+
 /* Apply one record (without its checksum) to the state. */
 static int
 apply_record(struct staging *s, char *rec, bool *have_header)
@@ -263,6 +284,11 @@ apply_record(struct staging *s, char *rec, bool *have_header)
     if (nf != 2 || parse_block(s, f[1], &b) < 0)
       return -EINVAL;
     bit_set(s->put, b);
+    return 0;
+  case 'R':
+    if (nf != 2 || !ebs_valid_snapshot_id(f[1]))
+      return -EINVAL;
+    rebase(s, f[1]);
     return 0;
   case 'C':
     if (nf != 2 || !ebs_valid_snapshot_id(f[1]))
@@ -849,6 +875,19 @@ staging_log_committed(struct staging *s, const char *snapshot_id)
     s->pending = false;
     memset(&s->attempt, 0, sizeof s->attempt);
   }
+  pthread_mutex_unlock(&s->lock);
+  return rc == 0 ? staging_sync_journal(s) : rc;
+}
+
+int
+staging_log_rebased(struct staging *s, const char *snapshot_id)
+{
+  int rc;
+
+  pthread_mutex_lock(&s->lock);
+  rc = journal_append(s, "R %s", snapshot_id);
+  if (rc == 0)
+    rebase(s, snapshot_id);
   pthread_mutex_unlock(&s->lock);
   return rc == 0 ? staging_sync_journal(s) : rc;
 }

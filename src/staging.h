@@ -117,6 +117,10 @@ int staging_log_started(struct staging *s, const char *snapshot_id);
 int staging_log_put(struct staging *s, uint64_t block);
 /* CompleteSnapshot succeeded: clears the dirty set, fsyncs the journal. */
 int staging_log_committed(struct staging *s, const char *snapshot_id);
+/* The pending snapshot turned out completed (a run died between
+ * CompleteSnapshot and its journal record) while blocks were written again
+ * since their PUT: it becomes the parent, and only those blocks stay dirty. */
+int staging_log_rebased(struct staging *s, const char *snapshot_id);
 int staging_sync_journal(struct staging *s);
 
 /* Text fields of the journal are percent-encoded (exposed for the test). */

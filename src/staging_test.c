@@ -231,6 +231,23 @@ test_attempts(void)
   CHECK(got.encrypted && got.volume_size_gib == 1 && got.timeout_minutes == 60);
   CHECK(staging_block_put(s, 1) && !staging_block_put(s, 2) && !staging_block_put(s, 0));
   CHECK_INTEQ(ndirty(s), 4);
+  staging_close(s);
+
+  /* The pending snapshot turned out completed: PUT blocks are clean, the
+   * block rewritten after its PUT (2) and those never PUT stay dirty. */
+  s = open_ok(NULL);
+  if (s == NULL)
+    return;
+  CHECK(staging_log_rebased(s, "snap-0abc") == 0);
+  staging_close(s);
+  s = open_ok(NULL);
+  if (s == NULL)
+    return;
+  CHECK(!staging_pending(s, NULL));
+  CHECK_INTEQ(ndirty(s), 3);
+  CHECK(!staging_block_put(s, 1));
+  staging_parent(s, id);
+  CHECK_STREQ(id, "snap-0abc");
   CHECK(staging_log_committed(s, "snap-0abc") == 0);
   staging_close(s);
 
