@@ -479,9 +479,21 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
     if (take > len - done)
       take = len - done;
     if (staged[i]) {
+      off_t boff = 0;
+      int fd = staging_block_fd(img->staging, first + i, &boff);
+
+      if (fd < 0) {                     /* cannot happen: staged means written */
+        rd->nseg--;
+        for (unsigned k = 0; k < n; k++)
+          if (ent[k])
+            block_cache_release(ent[k]);
+        rd->nref_ = 0;
+        rd->nseg = 0;
+        return fd;
+      }
       s->mem = NULL;
-      s->fd = staging_fd(img->staging);
-      s->fd_offset = staging_block_offset(first + i) + (off_t) skip;
+      s->fd = fd;
+      s->fd_offset = boff + (off_t) skip;
       s->len = take;
       done += take;
       continue;

@@ -1,14 +1,14 @@
 /* staging.c - the staging directory of a writable image (staging.h).
  *
  * State lives in three bitmaps over the volume's blocks - present (the block
- * is in blocks.dat), dirty (written since the last commit) and put (sent to
+ * is in its data file), dirty (written since the last commit) and put (sent to
  * the pending snapshot, not written since) - rebuilt at open by replaying the
  * journal.  Journal lines are "<record> #<fnv32>\n"; a line that is cut short
  * or fails its checksum at the end of the file is what a crash mid-append
  * leaves, and is cut off; anywhere else it is corruption and opening fails.
  *
  * Order of writes keeps the journal honest: block data is written to
- * blocks.dat before its "W" record, and a write is acknowledged only after
+ * its data file before its "W" record, and a write is acknowledged only after
  * both, so every block the journal names holds what was acknowledged.  A
  * process crash (kill -9) loses nothing written (the page cache keeps it);
  * fsync on the image makes both files durable against power loss too.
@@ -31,7 +31,10 @@
 #include "log.h"
 #include "staging.h"
 
-#define DATA_FILE "blocks.dat"
+/* Block b lives in data file b / CHUNK_BLOCKS at (b % CHUNK_BLOCKS) * 512 KiB:
+ * 512 GiB files, far below any file system's size limit, created on first use. */
+#define CHUNK_BLOCKS (1u << 20)
+#define DATA_FILE_FMT "blocks-%04u.dat"
 #define JOURNAL_FILE "journal"
 #define JOURNAL_VERSION 1
 #define LINE_MAX_LEN (4 * STAGING_TEXT_MAX + 256)
@@ -40,7 +43,9 @@ struct staging {
   char *dir;
   char *source;                 /* NULL: new volume */
   uint64_t size, nblocks;
-  int data_fd, journal_fd;
+  int *data_fds;                /* per chunk, -1 until created; guarded by lock */
+  unsigned nchunks;
+  int journal_fd;
 
   pthread_rwlock_t commit_lock; /* shared: writers; exclusive: a commit */
   pthread_mutex_t lock;         /* everything below */
@@ -431,7 +436,7 @@ staging_open(const char *dir, const char *source, uint64_t size, bool must_exist
   s = calloc(1, sizeof *s);
   if (s == NULL)
     return -ENOMEM;
-  s->data_fd = s->journal_fd = -1;
+  s->journal_fd = -1;
   s->dir = strdup(dir);
   s->source = source ? strdup(source) : NULL;
   s->size = size;
@@ -484,12 +489,21 @@ staging_open(const char *dir, const char *source, uint64_t size, bool must_exist
     goto fail;
   }
 
-  snprintf(path, sizeof path, "%s/%s", dir, DATA_FILE);
-  s->data_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (s->data_fd < 0) {
-    rc = -errno;
-    snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+  s->nchunks = (unsigned) ((s->nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS);
+  s->data_fds = malloc(s->nchunks * sizeof *s->data_fds);
+  if (s->data_fds == NULL) {
+    rc = -ENOMEM;
+    snprintf(msg, msglen, "out of memory");
     goto fail;
+  }
+  for (unsigned c = 0; c < s->nchunks; c++) {
+    snprintf(path, sizeof path, "%s/" DATA_FILE_FMT, dir, c);
+    s->data_fds[c] = open(path, O_RDWR | O_CLOEXEC);
+    if (s->data_fds[c] < 0 && errno != ENOENT) {
+      rc = -errno;
+      snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+      goto fail;
+    }
   }
   if (fresh && (fsync(s->journal_fd) != 0 || staging_sync(s) != 0))
     log_warn("staging %s: fsync: %s", dir, strerror(errno));
@@ -506,8 +520,10 @@ staging_close(struct staging *s)
 {
   if (s == NULL)
     return;
-  if (s->data_fd >= 0)
-    close(s->data_fd);
+  for (unsigned c = 0; s->data_fds && c < s->nchunks; c++)
+    if (s->data_fds[c] >= 0)
+      close(s->data_fds[c]);
+  free(s->data_fds);
   if (s->journal_fd >= 0)
     close(s->journal_fd);
   pthread_cond_destroy(&s->filled);
@@ -528,9 +544,11 @@ staging_remove(struct staging *s)
   char path[PATH_MAX];
   int rc = 0;
 
-  snprintf(path, sizeof path, "%s/%s", s->dir, DATA_FILE);
-  if (unlink(path) != 0 && errno != ENOENT)
-    rc = -errno;
+  for (unsigned c = 0; c < s->nchunks; c++) {
+    snprintf(path, sizeof path, "%s/" DATA_FILE_FMT, s->dir, c);
+    if (unlink(path) != 0 && errno != ENOENT)
+      rc = -errno;
+  }
   snprintf(path, sizeof path, "%s/%s", s->dir, JOURNAL_FILE);
   if (unlink(path) != 0 && errno != ENOENT)
     rc = -errno;
@@ -543,7 +561,37 @@ const char *staging_dir(const struct staging *s) { return s->dir; }
 const char *staging_source(const struct staging *s) { return s->source; }
 uint64_t staging_size(const struct staging *s) { return s->size; }
 uint64_t staging_nblocks(const struct staging *s) { return s->nblocks; }
-int staging_fd(const struct staging *s) { return s->data_fd; }
+/* The data file holding block and the block's offset in it; created when
+ * create is set.  Returns the fd or -errno. */
+static int
+chunk_fd(struct staging *s, uint64_t block, bool create, off_t *off)
+{
+  unsigned c = (unsigned) (block / CHUNK_BLOCKS);
+  int fd;
+
+  *off = (off_t) ((block % CHUNK_BLOCKS) * (uint64_t) EBS_BLOCK_SIZE);
+  pthread_mutex_lock(&s->lock);
+  fd = s->data_fds[c];
+  if (fd < 0 && create) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" DATA_FILE_FMT, s->dir, c);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      fd = -errno;
+      log_error("staging %s: %s", path, strerror(errno));
+    } else {
+      s->data_fds[c] = fd;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return fd < 0 && !create ? -ENOENT : fd;
+}
+
+int
+staging_block_fd(struct staging *s, uint64_t block, off_t *off)
+{
+  return chunk_fd(s, block, false, off);
+}
 
 void
 staging_parent(struct staging *s, char out[EBS_SNAPSHOT_ID_MAX + 1])
@@ -661,7 +709,9 @@ mark_dirty(struct staging *s, uint64_t block)
 int
 staging_fill_block(struct staging *s, uint64_t block, const void *data)
 {
-  int rc = pwrite_all(s->data_fd, data, EBS_BLOCK_SIZE, staging_block_offset(block));
+  off_t off;
+  int fd = chunk_fd(s, block, true, &off);
+  int rc = fd < 0 ? fd : pwrite_all(fd, data, EBS_BLOCK_SIZE, off);
 
   if (rc < 0)
     log_error("staging %s: writing block %llu: %s", s->dir, (unsigned long long) block,
@@ -690,11 +740,13 @@ int
 staging_write(struct staging *s, uint64_t block, size_t off_in_block,
               const void *buf, size_t len)
 {
-  int rc;
+  off_t off;
+  int fd, rc;
 
   if (off_in_block + len > EBS_BLOCK_SIZE)
     return -EINVAL;
-  rc = pwrite_all(s->data_fd, buf, len, staging_block_offset(block) + (off_t) off_in_block);
+  fd = chunk_fd(s, block, true, &off);
+  rc = fd < 0 ? fd : pwrite_all(fd, buf, len, off + (off_t) off_in_block);
   if (rc < 0) {
     log_error("staging %s: writing block %llu: %s", s->dir, (unsigned long long) block,
               strerror(-rc));
@@ -709,8 +761,20 @@ staging_write(struct staging *s, uint64_t block, size_t off_in_block,
 int
 staging_sync(struct staging *s)
 {
-  if (fdatasync(s->data_fd) != 0 || fsync(s->journal_fd) != 0) {
-    int e = errno;
+  int e = 0;
+
+  /* Data before the journal that names it. */
+  for (unsigned c = 0; c < s->nchunks && e == 0; c++) {
+    int fd;
+    pthread_mutex_lock(&s->lock);
+    fd = s->data_fds[c];
+    pthread_mutex_unlock(&s->lock);
+    if (fd >= 0 && fdatasync(fd) != 0)
+      e = errno;
+  }
+  if (e == 0 && fsync(s->journal_fd) != 0)
+    e = errno;
+  if (e) {
     log_error("staging %s: fsync: %s", s->dir, strerror(e));
     return -e;
   }
@@ -774,10 +838,13 @@ staging_read_block(struct staging *s, uint64_t block, void *buf)
 {
   char *p = buf;
   size_t len = EBS_BLOCK_SIZE;
-  off_t off = staging_block_offset(block);
+  off_t off;
+  int fd = chunk_fd(s, block, false, &off);
 
+  if (fd < 0)
+    return fd;
   while (len > 0) {
-    ssize_t n = pread(s->data_fd, p, len, off);
+    ssize_t n = pread(fd, p, len, off);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)

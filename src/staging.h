@@ -1,9 +1,10 @@
 /* staging.h - the local staging area of a writable (-o rw) image.
  *
  * One directory per mount (mode 0700, files 0600) holds:
- *   blocks.dat  a sparse file indexed by block (block b at b * 512 KiB);
- *               a block is present once it was written (whole: a partial
- *               write first brought in the base block).
+ *   blocks-NNNN.dat  sparse files of 512 KiB blocks (512 GiB each, as ext4
+ *               caps a file at 16 TiB and volumes reach 64 TiB); a block is
+ *               present once it was written (whole: a partial write first
+ *               brought in the base block).
  *   journal     an append-only text log, one checksummed record per line:
  *               the source snapshot and size, which blocks were written,
  *               each commit attempt (ClientToken and its StartSnapshot
@@ -54,7 +55,7 @@ struct staging_attempt {
 int staging_open(const char *dir, const char *source, uint64_t size, bool must_exist,
                  struct staging **out, char *msg, size_t msglen);
 void staging_close(struct staging *s);
-/* Remove blocks.dat, the journal and the directory (after a full commit). */
+/* Remove the data files, the journal and the directory (after a full commit). */
 int staging_remove(struct staging *s);
 
 const char *staging_dir(const struct staging *s);
@@ -77,11 +78,9 @@ void staging_writers_leave(struct staging *s);
 bool staging_has_block(struct staging *s, uint64_t block);
 /* First staged block >= from, or nblocks. */
 uint64_t staging_next_staged(struct staging *s, uint64_t from);
-int staging_fd(const struct staging *s);
-static inline off_t staging_block_offset(uint64_t block)
-{
-  return (off_t) (block * (uint64_t) EBS_BLOCK_SIZE);
-}
+/* Where a staged block's data is: returns the fd (valid until
+ * staging_close) and sets *off, or -ENOENT. */
+int staging_block_fd(struct staging *s, uint64_t block, off_t *off);
 
 /* Before writing into a block: returns 0 when it is present (write with
  * staging_write), 1 when the caller must bring in the whole block and call

@@ -26,7 +26,7 @@ rm_dir(void)
   char p[512];
   snprintf(p, sizeof p, "%s/journal", dir);
   unlink(p);
-  snprintf(p, sizeof p, "%s/blocks.dat", dir);
+  snprintf(p, sizeof p, "%s/blocks-0000.dat", dir);
   unlink(p);
   rmdir(dir);
 }
@@ -105,12 +105,12 @@ test_write_reopen(void)
   CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
   snprintf(p, sizeof p, "%s/journal", dir);
   CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600);
-  snprintf(p, sizeof p, "%s/blocks.dat", dir);
-  CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600);
 
   memset(blk, 'a', sizeof blk);
   CHECK(staging_begin_block(s, 3) == 1);
   CHECK(staging_fill_block(s, 3, blk) == 0);
+  snprintf(p, sizeof p, "%s/blocks-0000.dat", dir);
+  CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600);
   CHECK(staging_begin_block(s, 3) == 0);
   CHECK(staging_write(s, 3, 10, "xyz", 3) == 0);
   CHECK(staging_begin_block(s, 5) == 1);
