@@ -119,6 +119,27 @@ fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 
 /* ---- checks that need no network (run before forking) -------------------- */
 
+/* The daemon leaves its cwd: make a relative path absolute now.  0 or -1. */
+static int
+absolutize(char **path)
+{
+  char cwd[PATH_MAX], *abs;
+
+  if (*path == NULL || (*path)[0] == '/')
+    return 0;
+  if (getcwd(cwd, sizeof cwd) == NULL) {
+    log_error("getcwd: %s", strerror(errno));
+    return -1;
+  }
+  if (asprintf(&abs, "%s/%s", cwd, *path) < 0) {
+    log_error("out of memory");
+    return -1;
+  }
+  free(*path);
+  *path = abs;
+  return 0;
+}
+
 static int
 check_arguments(struct mount *m)
 {
@@ -131,6 +152,8 @@ check_arguments(struct mount *m)
     log_error("-o tags: %s", msg);
     return -1;
   }
+  if (absolutize(&o->staging_dir) < 0 || absolutize(&o->snapshot_id_file) < 0)
+    return -1;
   for (size_t i = 0; i < o->nsnapshots; i++) {
     if (!ebs_valid_snapshot_id(o->snapshots[i])) {
       log_error("'%s' is not a snapshot ID (snap- followed by hex digits)",
@@ -518,7 +541,7 @@ resume_command(struct mount *m)
   char msg[768], last[EBS_SNAPSHOT_ID_MAX + 1];
   int r;
 
-  if (setup_client(m, 1) < 0)
+  if (absolutize(&m->opts.snapshot_id_file) < 0 || setup_client(m, 1) < 0)
     return 1;
   r = staging_open(m->opts.resume_dir, NULL, 0, true, &m->staging, msg, sizeof msg);
   if (r < 0) {
