@@ -508,8 +508,17 @@ static int
 commit_command(const char *path)
 {
   char before[EBS_SNAPSHOT_ID_MAX + 1] = "", after[EBS_SNAPSHOT_ID_MAX + 1] = "";
+  char dir[PATH_MAX];
   ssize_t n;
 
+  /* Only a writable ebsfs image has a staging directory: anything else
+   * would take our setxattr as an ordinary attribute. */
+  if (getxattr(path, EBSFS_XATTR_STAGING_DIR, dir, sizeof dir) < 0) {
+    int e = errno;
+    fprintf(stderr, "ebsfs: %s: %s\n", path, e == ENODATA || e == ENOTSUP || e == EOPNOTSUPP ?
+            "not a writable ebsfs image (mounted with -o rw?)" : strerror(e));
+    return 1;
+  }
   n = getxattr(path, EBSFS_XATTR_LAST_ID, before, sizeof before - 1);
   if (n < 0 && errno != ENODATA) {
     fprintf(stderr, "ebsfs: %s: %s\n", path, errno == ENOTSUP || errno == EOPNOTSUPP ?
