@@ -32,6 +32,9 @@
 #include "staging.h"
 
 #define DEFAULT_IN_FLIGHT 128u
+/* Each PUT in flight holds a 512 KiB buffer; 1000 req/s x 0.5 s is already
+ * more than the per-snapshot ceiling can use. */
+#define MAX_IN_FLIGHT 512u
 #define MAX_TAGS 50                     /* StartSnapshot's limit */
 #define PROGRESS_EVERY_S 2.0
 #define COMMIT_REBASED 1                /* run_attempt: start over on a new parent */
@@ -503,6 +506,8 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
   char msg[800];
   int rc, round;
 
+  if (max_in_flight > MAX_IN_FLIGHT)
+    max_in_flight = MAX_IN_FLIGHT;
   memset(res, 0, sizeof *res);
   memset(&err, 0, sizeof err);
   staging_commit_enter(s);
