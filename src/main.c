@@ -399,6 +399,18 @@ setup_staging(struct mount *m)
   }
   image_attach_staging(img, m->staging);
   log_info("staging directory: %s", dir);
+  {
+    uint32_t *blocks = NULL;
+    size_t n;
+    struct staging_attempt a;
+
+    /* A reused staging directory: say what it brings along. */
+    if (staging_dirty_blocks(m->staging, &blocks, &n) == 0 && n > 0)
+      log_info("staging directory holds %zu blocks not committed yet%s", n,
+               staging_pending(m->staging, &a) ? " (an interrupted commit: it is "
+               "finished at unmount)" : "");
+    free(blocks);
+  }
   free(dir);
   return 0;
 }
