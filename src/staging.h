@@ -122,8 +122,4 @@ int staging_log_committed(struct staging *s, const char *snapshot_id);
 int staging_log_rebased(struct staging *s, const char *snapshot_id);
 int staging_sync_journal(struct staging *s);
 
-/* Text fields of the journal are percent-encoded (exposed for the test). */
-void staging_encode(const char *in, char *out, size_t cap);
-int staging_decode(const char *in, char *out, size_t cap);
-
 #endif

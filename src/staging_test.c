@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "staging.h"
+#include "staging_journal.h"
 #include "testing.h"
 
 #define B EBS_BLOCK_SIZE
@@ -275,6 +276,36 @@ test_attempts(void)
   CHECK(access(dir, F_OK) != 0);
 }
 
+/* The longest attempt record (every text field full of bytes that encode to
+ * three) still fits one journal line and replays intact. */
+static void
+test_long_attempt(void)
+{
+  static struct staging_attempt a, got;
+  struct staging *s = open_ok(NULL);
+
+  if (s == NULL)
+    return;
+  memset(&a, 0, sizeof a);
+  snprintf(a.token, sizeof a.token, "%.*s", STAGING_TOKEN_MAX, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  a.volume_size_gib = 65536;
+  a.timeout_minutes = 4320;
+  memset(a.description, ' ', STAGING_TEXT_MAX);
+  memset(a.tags, '#', STAGING_TEXT_MAX);
+  memset(a.kms_key_arn, '%', STAGING_TEXT_MAX);
+  CHECK(staging_log_attempt(s, &a) == 0);
+  staging_close(s);
+  s = open_ok(NULL);
+  if (s == NULL)
+    return;
+  CHECK(staging_pending(s, &got));
+  CHECK_STREQ(got.description, a.description);
+  CHECK_STREQ(got.tags, a.tags);
+  CHECK_STREQ(got.kms_key_arn, a.kms_key_arn);
+  CHECK_STREQ(got.token, a.token);
+  staging_close(s);
+}
+
 static void
 test_encoding(void)
 {
@@ -340,6 +371,9 @@ main(void)
   rm_dir();
   next_dir(base, 3);
   test_torn_header();
+  rm_dir();
+  next_dir(base, 4);
+  test_long_attempt();
   rm_dir();
   test_encoding();
   rmdir(base);
