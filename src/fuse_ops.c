@@ -7,6 +7,10 @@
  * never change, so the kernel is told to keep its page cache and its
  * attributes for a long time.  Each operation answers with -errno from the
  * image layer, which has logged the cause once already.
+ *
+ * Writable images: writes and fsync go to the image's staging area; setattr
+ * refuses any size change (a volume has a fixed size); the xattrs of
+ * fuse_ops.h commit and report the last snapshot.
  */
 #include <config.h>
 
@@ -14,6 +18,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +29,7 @@
 #include "fuse_ops.h"
 #include "image.h"
 #include "log.h"
+#include "staging.h"
 
 /* Nothing in the mount ever changes behind the kernel's back. */
 #define ATTR_TIMEOUT 86400.0
@@ -404,6 +410,59 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
   fuse_reply_statfs(req, &sv);
 }
 
+/* ---- extended attributes (writable images) --------------------------------------- */
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+            size_t size, int flags)
+{
+  struct ebsfs_fs *fs = fs_of(req);
+  struct image *img = image_of(fs, ino);
+  int r;
+
+  (void) value; (void) size; (void) flags;
+  if (img == NULL || strcmp(name, EBSFS_XATTR_COMMIT) != 0) {
+    fuse_reply_err(req, img || ino == FUSE_ROOT_ID ? ENOTSUP : ENOENT);
+    return;
+  }
+  if (!image_writable(img) || fs->commit == NULL) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  /* Blocks this worker thread for the whole commit: the caller waits. */
+  r = fs->commit(fs->commit_arg, img);
+  fuse_reply_err(req, r < 0 ? -r : 0);
+}
+
+static void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+  struct ebsfs_fs *fs = fs_of(req);
+  struct image *img = image_of(fs, ino);
+  char value[4096];
+  size_t len;
+
+  if (img == NULL || !image_writable(img)) {
+    fuse_reply_err(req, img || ino == FUSE_ROOT_ID ? ENODATA : ENOENT);
+    return;
+  }
+  if (strcmp(name, EBSFS_XATTR_LAST_ID) == 0)
+    staging_last_committed(image_staging(img), value);
+  else if (strcmp(name, EBSFS_XATTR_STAGING_DIR) == 0)
+    snprintf(value, sizeof value, "%s", staging_dir(image_staging(img)));
+  else
+    value[0] = '\0';
+  len = strlen(value);
+  if (len == 0)
+    fuse_reply_err(req, ENODATA);
+  else if (size == 0)
+    fuse_reply_xattr(req, len);
+  else if (size < len)
+    fuse_reply_err(req, ERANGE);
+  else
+    fuse_reply_buf(req, value, len);
+}
+
 const struct fuse_lowlevel_ops ebsfs_fuse_ops = {
   .init = op_init,
   .lookup = op_lookup,
@@ -417,4 +476,6 @@ const struct fuse_lowlevel_ops ebsfs_fuse_ops = {
   .fsync = op_fsync,
   .lseek = op_lseek,
   .statfs = op_statfs,
+  .setxattr = op_setxattr,
+  .getxattr = op_getxattr,
 };

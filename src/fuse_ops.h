@@ -3,6 +3,11 @@
  * The mount is one flat directory: one regular file per snapshot, named
  * after its ID, as large as the volume.  Every operation is a thin shim
  * over src/image.h; main.c owns the images and the session.
+ *
+ * Writable images (-o rw) take write, fsync, and two extended attributes:
+ * setting "user.ebsfs.commit" commits the image in that request's thread
+ * and answers the commit's errno (what `ebsfs --commit` uses); reading
+ * "user.ebsfs.last_snapshot_id" gives the last snapshot committed.
  */
 #ifndef EBSFS_FUSE_OPS_H
 #define EBSFS_FUSE_OPS_H
@@ -24,7 +29,15 @@ struct ebsfs_fs {
   time_t mount_time;            /* the files' times: snapshots carry none we know */
   uid_t uid;                    /* the files' owner: whoever mounted */
   gid_t gid;
+  /* Commit img now: 0 (committed or nothing to commit) or -errno.  NULL
+   * when read-only. */
+  int (*commit)(void *arg, struct image *img);
+  void *commit_arg;
 };
+
+#define EBSFS_XATTR_COMMIT "user.ebsfs.commit"
+#define EBSFS_XATTR_LAST_ID "user.ebsfs.last_snapshot_id"
+#define EBSFS_XATTR_STAGING_DIR "user.ebsfs.staging_dir"
 
 extern const struct fuse_lowlevel_ops ebsfs_fuse_ops;
 

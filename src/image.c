@@ -11,9 +11,13 @@
  * The reply references cache memory (one reference per block) so FUSE can
  * send it without a copy; image_read_release() drops the references.
  *
- * Staging hook: img->staging is where src/staging.c attaches the writable
- * overlay for -o rw.  It is NULL for read-only images; the places that must
- * consult it are marked "STAGING HOOK".
+ * Write mode (-o rw): img->staging (src/staging.c) holds the blocks written
+ * locally.  Reads answer those from the staging file (fd segments), the rest
+ * as above; a write into a block not yet staged first brings in the whole
+ * base block through the same cache (zeros when unlisted, or for a new
+ * volume, which has no source and no index), overlays the write and stages
+ * the result.  No lock is held across the base block's fetch: writers of
+ * other blocks proceed, writers of the same block wait for it.
  */
 #include <config.h>
 
@@ -30,12 +34,11 @@
 #include "image.h"
 #include "log.h"
 #include "readahead.h"
+#include "staging.h"
 
 #define DEFAULT_MAX_REQUESTS 128u
 #define OPEN_PROBE_RESULTS 100          /* the smallest page the API allows */
 #define STALE_TOKEN (-ESTALE)           /* internal: token rejected, re-list and retry */
-
-struct staging;                         /* src/staging.c (write mode) */
 
 struct image {
   char snapshot_id[EBS_SNAPSHOT_ID_MAX + 1];
@@ -46,7 +49,8 @@ struct image {
   uint64_t nblocks;
   unsigned readahead_max;
   unsigned max_requests;
-  struct staging *staging;              /* STAGING HOOK: NULL when read-only */
+  struct staging *staging;              /* NULL when read-only; borrowed */
+  bool no_source;                       /* new volume: no snapshot, no index */
 
   pthread_mutex_t lock;                 /* guards the counters below */
   pthread_cond_t idle;                  /* inflight reached 0 */
@@ -61,6 +65,16 @@ struct image_reader {
 };
 
 /* ---- listing, wired to the transport ---------------------------------------- */
+
+/* block_index_lookup, for an image that may have no source at all. */
+static int
+index_lookup(struct image *img, uint64_t block, char *token, size_t cap,
+             struct ebs_error *err)
+{
+  if (img->index == NULL)
+    return 0;                           /* a new volume: every block is zeros */
+  return block_index_lookup(img->index, block, token, cap, err);
+}
 
 static int
 list_page(void *arg, const char *page_token, int64_t start, int max_results,
@@ -137,7 +151,7 @@ start_fetch(struct image *img, struct cache_entry *e, uint64_t block, bool prefe
   struct ebs_error err;
   int rc;
 
-  rc = block_index_lookup(img->index, block, token, sizeof token, &err);
+  rc = index_lookup(img, block, token, sizeof token, &err);
   if (rc == 0) {                        /* not listed after all: zeros */
     memset(block_cache_data(e), 0, EBS_BLOCK_SIZE);
     block_cache_fetch_done(e, 0);
@@ -211,7 +225,9 @@ prefetch(struct image *img, uint64_t first, unsigned n)
       break;
     if (block_cache_contains(img->cache, img, (uint32_t) b))
       continue;
-    if (block_index_lookup(img->index, b, NULL, 0, &err) != 1)
+    if (img->staging && staging_has_block(img->staging, b))
+      continue;                         /* written locally: never fetched again */
+    if (index_lookup(img, b, NULL, 0, &err) != 1)
       continue;                         /* a hole, or the listing failed */
     if (block_cache_get(img->cache, img, (uint32_t) b, &e, &st) < 0)
       break;
@@ -339,7 +355,7 @@ image_snapshot_id(const struct image *img)
 bool
 image_writable(const struct image *img)
 {
-  return img->staging != NULL;          /* STAGING HOOK */
+  return img->staging != NULL;
 }
 
 struct image_reader *
@@ -372,7 +388,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
 {
   struct image *img = r->img;
   struct cache_entry *ent[IMAGE_READ_MAX_SEGS];
-  bool listed[IMAGE_READ_MAX_SEGS];
+  bool listed[IMAGE_READ_MAX_SEGS], staged[IMAGE_READ_MAX_SEGS];
   uint64_t first, last, ra_first = 0, b;
   unsigned nra, i, n;
   struct ebs_error err;
@@ -384,6 +400,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   for (i = 0; i < IMAGE_READ_MAX_SEGS; i++) {
     ent[i] = NULL;
     listed[i] = false;
+    staged[i] = false;
   }
   if (off >= img->size || len == 0)
     return 0;
@@ -396,8 +413,10 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   last = (off + len - 1) / EBS_BLOCK_SIZE;
   n = (unsigned) (last - first + 1);
 
-  /* STAGING HOOK: with img->staging, blocks written locally are answered
-   * from the staging area before the cache is consulted. */
+  /* Blocks written locally are answered from the staging file. */
+  if (img->staging)
+    for (i = 0; i < n; i++)
+      staged[i] = staging_has_block(img->staging, first + i);
 
   pthread_mutex_lock(&r->lock);
   nra = readahead_on_read(&r->ra, off, len, img->nblocks, &ra_first);
@@ -408,7 +427,9 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
     enum block_state st;
 
     b = first + i;
-    rc = block_index_lookup(img->index, b, NULL, 0, &err);
+    if (staged[i])
+      continue;
+    rc = index_lookup(img, b, NULL, 0, &err);
     if (rc < 0)
       break;
     listed[i] = rc == 1;
@@ -447,7 +468,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   pthread_mutex_lock(&img->lock);
   img->st.reads++;
   for (i = 0; i < n; i++)
-    if (!listed[i])
+    if (!listed[i] && !staged[i])
       img->st.zero_blocks++;
   pthread_mutex_unlock(&img->lock);
   for (i = 0; i < n; i++) {
@@ -457,6 +478,26 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
 
     if (take > len - done)
       take = len - done;
+    if (staged[i]) {
+      off_t boff = 0;
+      int fd = staging_block_fd(img->staging, first + i, &boff);
+
+      if (fd < 0) {                     /* cannot happen: staged means written */
+        rd->nseg--;
+        for (unsigned k = 0; k < n; k++)
+          if (ent[k])
+            block_cache_release(ent[k]);
+        rd->nref_ = 0;
+        rd->nseg = 0;
+        return fd;
+      }
+      s->mem = NULL;
+      s->fd = fd;
+      s->fd_offset = boff + (off_t) skip;
+      s->len = take;
+      done += take;
+      continue;
+    }
     s->mem = (const char *) (listed[i] ? block_cache_data(ent[i])
                                        : block_cache_zero_block(img->cache)) + skip;
     s->fd = -1;
@@ -480,6 +521,47 @@ image_read_release(struct image_read *rd)
   rd->nseg = 0;
 }
 
+/* First listed-or-staged block >= from (nblocks when none), or -errno. */
+static int64_t
+next_data(struct image *img, uint64_t from, struct ebs_error *err)
+{
+  int64_t b = (int64_t) img->nblocks;
+
+  if (img->index) {
+    b = block_index_next_data(img->index, from, err);
+    if (b < 0)
+      return b;
+  }
+  if (img->staging) {
+    uint64_t s = staging_next_staged(img->staging, from);
+    if ((int64_t) s < b)
+      b = (int64_t) s;
+  }
+  return b;
+}
+
+/* First block >= from that is neither listed nor staged, or -errno. */
+static int64_t
+next_hole(struct image *img, uint64_t from, struct ebs_error *err)
+{
+  uint64_t b = from;
+
+  while (b < img->nblocks) {
+    int64_t h = (int64_t) b;
+
+    if (img->index) {
+      h = block_index_next_hole(img->index, b, err);
+      if (h < 0)
+        return h;
+    }
+    if ((uint64_t) h >= img->nblocks || !img->staging ||
+        !staging_has_block(img->staging, (uint64_t) h))
+      return h;
+    b = (uint64_t) h + 1;               /* a hole in the source, written here */
+  }
+  return (int64_t) img->nblocks;
+}
+
 off_t
 image_seek(struct image *img, off_t off, int whence)
 {
@@ -490,15 +572,14 @@ image_seek(struct image *img, off_t off, int whence)
     return -EINVAL;
   if ((uint64_t) off >= img->size)
     return -ENXIO;
-  /* STAGING HOOK: blocks written locally are data too. */
   if (whence == SEEK_DATA) {
-    b = block_index_next_data(img->index, (uint64_t) off / EBS_BLOCK_SIZE, &err);
+    b = next_data(img, (uint64_t) off / EBS_BLOCK_SIZE, &err);
     if (b < 0)
       return b;
     if ((uint64_t) b >= img->nblocks)
       return -ENXIO;
   } else if (whence == SEEK_HOLE) {
-    b = block_index_next_hole(img->index, (uint64_t) off / EBS_BLOCK_SIZE, &err);
+    b = next_hole(img, (uint64_t) off / EBS_BLOCK_SIZE, &err);
     if (b < 0)
       return b;
     if ((uint64_t) b >= img->nblocks)
@@ -511,20 +592,147 @@ image_seek(struct image *img, off_t off, int whence)
   return (off_t) ((uint64_t) b * EBS_BLOCK_SIZE);
 }
 
+/* ---- the write path (-o rw) ---------------------------------------------------- */
+
+/* Bring the base of a block not yet staged into buf: the source's data
+ * (through the cache, shared with readers) or zeros. */
+static int
+base_block(struct image *img, uint64_t block, void *buf)
+{
+  struct cache_entry *e;
+  struct ebs_error err;
+  int rc = index_lookup(img, block, NULL, 0, &err);
+
+  if (rc < 0)
+    return rc;
+  if (rc == 0) {
+    memset(buf, 0, EBS_BLOCK_SIZE);
+    return 0;
+  }
+  rc = get_block(img, block, &e);
+  if (rc < 0)
+    return rc == STALE_TOKEN ? -EIO : rc;
+  memcpy(buf, block_cache_data(e), EBS_BLOCK_SIZE);
+  block_cache_release(e);
+  return 0;
+}
+
+/* One block's part of a write. */
+static int
+write_block(struct image *img, uint64_t block, size_t skip, const char *buf,
+            size_t len, char **scratch)
+{
+  int rc = staging_begin_block(img->staging, block);
+
+  if (rc < 0)
+    return rc;
+  if (rc == 0)
+    return staging_write(img->staging, block, skip, buf, len);
+  /* We bring the block in; other writers of it wait for us. */
+  if (len == EBS_BLOCK_SIZE)
+    return staging_fill_block(img->staging, block, buf);
+  if (*scratch == NULL && (*scratch = malloc(EBS_BLOCK_SIZE)) == NULL) {
+    staging_abort_block(img->staging, block);
+    return -ENOMEM;
+  }
+  rc = base_block(img, block, *scratch);
+  if (rc < 0) {
+    staging_abort_block(img->staging, block);
+    log_warn("%s: block %llu: cannot read the base of a partial write: %s",
+             img->snapshot_id, (unsigned long long) block, strerror(-rc));
+    return rc;
+  }
+  memcpy(*scratch + skip, buf, len);
+  return staging_fill_block(img->staging, block, *scratch);
+}
+
 ssize_t
 image_write(struct image *img, const void *buf, size_t len, uint64_t off)
 {
-  (void) img; (void) buf; (void) len; (void) off;
-  /* STAGING HOOK: src/staging.c takes the write when img->staging is set. */
-  return -EROFS;
+  char *scratch = NULL;
+  size_t done = 0;
+  int rc = 0;
+
+  if (img->staging == NULL)
+    return -EROFS;
+  if (off >= img->size)
+    return len == 0 ? 0 : -ENOSPC;      /* a volume cannot grow */
+  if (len > img->size - off)
+    len = (size_t) (img->size - off);
+  staging_writers_enter(img->staging);
+  while (done < len) {
+    uint64_t pos = off + done;
+    uint64_t block = pos / EBS_BLOCK_SIZE;
+    size_t skip = (size_t) (pos % EBS_BLOCK_SIZE);
+    size_t take = EBS_BLOCK_SIZE - skip;
+
+    if (take > len - done)
+      take = len - done;
+    rc = write_block(img, block, skip, (const char *) buf + done, take, &scratch);
+    if (rc < 0)
+      break;
+    done += take;
+  }
+  staging_writers_leave(img->staging);
+  free(scratch);
+  /* Blocks already staged stay written; report them, as write(2) does. */
+  if (rc < 0 && done == 0)
+    return rc;
+  return (ssize_t) done;
 }
 
 int
 image_fsync(struct image *img, bool datasync)
 {
-  (void) img; (void) datasync;
-  /* STAGING HOOK: flush the staging area when img->staging is set. */
-  return -EROFS;
+  (void) datasync;                      /* the journal is metadata we need either way */
+  if (img->staging == NULL)
+    return -EROFS;
+  return staging_sync(img->staging);
+}
+
+void
+image_attach_staging(struct image *img, struct staging *staging)
+{
+  img->staging = staging;
+}
+
+struct staging *
+image_staging(const struct image *img)
+{
+  return img->staging;
+}
+
+int
+image_new_volume(const char *name, uint64_t size, const struct image_options *opts,
+                 struct image **out, struct ebs_error *err)
+{
+  struct image *img;
+
+  *out = NULL;
+  memset(err, 0, sizeof *err);
+  if (size == 0 || size % EBS_BLOCK_SIZE || opts == NULL || opts->cache == NULL) {
+    err->errnum = EINVAL;
+    snprintf(err->message, sizeof err->message,
+             "a new volume needs a size that is a multiple of 512 KiB");
+    return -EINVAL;
+  }
+  img = calloc(1, sizeof *img);
+  if (img == NULL || pthread_mutex_init(&img->lock, NULL) != 0) {
+    free(img);
+    err->errnum = ENOMEM;
+    return -ENOMEM;
+  }
+  pthread_cond_init(&img->idle, NULL);
+  snprintf(img->snapshot_id, sizeof img->snapshot_id, "%s", name);
+  img->no_source = true;
+  img->client = opts->client;
+  img->cache = opts->cache;
+  img->size = size;
+  img->nblocks = size / EBS_BLOCK_SIZE;
+  img->max_requests = opts->max_requests ? opts->max_requests : DEFAULT_MAX_REQUESTS;
+  img->readahead_max = 1;               /* nothing to fetch ahead */
+  *out = img;
+  return 0;
 }
 
 void
@@ -536,6 +744,10 @@ image_get_stats(struct image *img, struct image_stats *out)
   *out = img->st;
   out->inflight = img->inflight;
   pthread_mutex_unlock(&img->lock);
+  if (img->index == NULL) {
+    out->index_listed_blocks = out->index_memory_bytes = out->index_list_calls = 0;
+    return;
+  }
   block_index_get_stats(img->index, &is);
   out->index_listed_blocks = is.listed_blocks;
   out->index_memory_bytes = is.memory_bytes;

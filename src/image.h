@@ -88,8 +88,23 @@ struct image_stats {
 };
 void image_get_stats(struct image *img, struct image_stats *out);
 
-/* Write path (staging mode).  Read-only images answer -EROFS. */
+/* Write path (staging mode).  Read-only images answer -EROFS.  A write
+ * past the end is -ENOSPC (a volume has a fixed size); one reaching past it
+ * is cut short.  A partial-block write brings the base block in first, so
+ * it can fail with the read path's errors. */
 ssize_t image_write(struct image *img, const void *buf, size_t len, uint64_t off);
+/* fsync/fdatasync: the staged data and the journal are made durable. */
 int image_fsync(struct image *img, bool datasync);
+
+struct staging;
+/* Make img writable: its writes go to staging (borrowed, outlives img). */
+void image_attach_staging(struct image *img, struct staging *staging);
+struct staging *image_staging(const struct image *img);
+
+/* A new, empty volume (no source snapshot, all zeros until written), named
+ * name in the mount; size a multiple of 512 KiB.  Writable once a staging
+ * area is attached. */
+int image_new_volume(const char *name, uint64_t size, const struct image_options *opts,
+                     struct image **out, struct ebs_error *err);
 
 #endif

@@ -10,6 +10,12 @@
  * The child logs to syslog once detached; the foreground (-f) to stderr.
  * SIGINT/SIGTERM/SIGHUP (libfuse's handlers) or fusermount3 -u end the
  * loop; we unmount, free everything and exit 0.
+ *
+ * Write mode (-o rw): the image gets a staging area (staging.h); after the
+ * loop ends and the mount is gone, what was written since the last commit
+ * becomes a new snapshot (commit.h), and the exit status says whether that
+ * worked.  Two more modes need no mount: --commit (ask a running daemon to
+ * commit, through an xattr) and --resume (finish a journaled commit).
  */
 #include <config.h>
 
@@ -24,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +45,8 @@
 #include "credentials.h"
 #include "aws_config.h"
 #include "log.h"
+#include "staging.h"
+#include "commit.h"
 
 /* Everything the mount owns, torn down in reverse by mount_free. */
 struct mount {
@@ -51,6 +60,8 @@ struct mount {
   struct image **images;
   size_t nimages;
   struct ebsfs_fs fs;
+  struct staging *staging;      /* -o rw and --resume */
+  struct commit_options copts;
   struct fuse_session *se;
   bool mounted, handlers;
   int status_fd;                /* to the waiting parent; -1 in the foreground */
@@ -113,10 +124,11 @@ check_arguments(struct mount *m)
 {
   struct ebsfs_options *o = &m->opts;
   struct stat st;
+  char msg[256];
   char *abs;
 
-  if (o->rw) {
-    log_error("-o rw: this version mounts read-only only");
+  if (o->tags && commit_check_tags(o->tags, msg, sizeof msg) < 0) {
+    log_error("-o tags: %s", msg);
     return -1;
   }
   for (size_t i = 0; i < o->nsnapshots; i++) {
@@ -247,13 +259,13 @@ open_error_reason(const struct ebs_error *e)
   return "cannot open snapshot";
 }
 
+/* Region, endpoint, credentials and the EBS client: what every mode needs. */
 static int
-setup(struct mount *m)
+setup_client(struct mount *m, size_t nstreams)
 {
   struct ebsfs_options *o = &m->opts;
   struct credentials_options copts = { .profile = o->profile };
   struct ebs_client_config cfg = { 0 };
-  struct image_options iopts = { 0 };
   struct aws_credentials *cr = NULL;
   struct ebs_error err;
   char msg[512];
@@ -287,7 +299,7 @@ setup(struct mount *m)
   cfg.credentials = m->creds;
   cfg.ca_bundle = o->ca_bundle;
   cfg.rate_limit = o->rate_limit;
-  max_in_flight = (uint64_t) o->max_requests * o->nsnapshots;
+  max_in_flight = (uint64_t) o->max_requests * (nstreams ? nstreams : 1);
   cfg.max_in_flight = max_in_flight > 4096 ? 4096 : (unsigned) max_in_flight;
   memset(&err, 0, sizeof err);
   m->client = ebs_client_new(&cfg, &err);
@@ -295,6 +307,89 @@ setup(struct mount *m)
     log_error("cannot start the EBS client: %s", ebs_error_string(&err, msg, sizeof msg));
     return -1;
   }
+  m->copts.description = o->description;
+  m->copts.tags = o->tags;
+  m->copts.timeout_minutes = (int) o->commit_timeout;
+  m->copts.encrypted = o->encrypted;
+  m->copts.kms_key_arn = o->kms_key_arn;
+  m->copts.max_requests = o->max_requests;
+  m->copts.snapshot_id_file = o->snapshot_id_file;
+  return 0;
+}
+
+/* ${XDG_CACHE_HOME:-$HOME/.cache}/ebsfs/staging-<SNAP or new>-<time>-<pid>,
+ * its parents created 0700.  Returns a malloc'd path or NULL (logged). */
+static char *
+default_staging_dir(const char *source)
+{
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  char base[PATH_MAX], path[PATH_MAX];
+  int n;
+
+  if (xdg && xdg[0] == '/')
+    n = snprintf(base, sizeof base, "%s", xdg);
+  else if (home && home[0] == '/')
+    n = snprintf(base, sizeof base, "%s/.cache", home);
+  else {
+    log_error("no staging directory: set HOME or XDG_CACHE_HOME, or give -o staging_dir=DIR");
+    return NULL;
+  }
+  if (n < 0 || (size_t) n >= sizeof base - 16) {
+    log_error("staging directory: path too long");
+    return NULL;
+  }
+  if ((mkdir(base, 0700) != 0 && errno != EEXIST) ||
+      (strcat(base, "/ebsfs"), mkdir(base, 0700) != 0 && errno != EEXIST)) {
+    log_error("staging directory %s: %s", base, strerror(errno));
+    return NULL;
+  }
+  n = snprintf(path, sizeof path, "%s/staging-%s-%lld-%ld", base, source ? source : "new",
+               (long long) time(NULL), (long) getpid());
+  if (n < 0 || (size_t) n >= sizeof path) {
+    log_error("staging directory: path too long");
+    return NULL;
+  }
+  return strdup(path);
+}
+
+/* -o rw: give the one image its staging area. */
+static int
+setup_staging(struct mount *m)
+{
+  struct ebsfs_options *o = &m->opts;
+  struct image *img = m->images[0];
+  const char *source = o->new_volume_size ? NULL : image_snapshot_id(img);
+  char *dir = o->staging_dir ? strdup(o->staging_dir) : default_staging_dir(source);
+  char msg[768];
+  int r;
+
+  if (dir == NULL) {
+    if (o->staging_dir)
+      log_error("out of memory");
+    return -1;
+  }
+  r = staging_open(dir, source, image_size(img), false, &m->staging, msg, sizeof msg);
+  if (r < 0) {
+    log_error("%s", msg);
+    free(dir);
+    return -1;
+  }
+  image_attach_staging(img, m->staging);
+  log_info("staging directory: %s", dir);
+  free(dir);
+  return 0;
+}
+
+static int
+setup(struct mount *m)
+{
+  struct ebsfs_options *o = &m->opts;
+  struct image_options iopts = { 0 };
+  struct ebs_error err;
+  char msg[512];
+
+  if (setup_client(m, o->nsnapshots) < 0)
+    return -1;
   m->cache = block_cache_new(o->cache_size);
   if (m->cache == NULL) {
     log_error("cannot create a %llu-byte block cache: out of memory",
@@ -302,7 +397,7 @@ setup(struct mount *m)
     return -1;
   }
 
-  m->images = calloc(o->nsnapshots, sizeof *m->images);
+  m->images = calloc(o->nsnapshots ? o->nsnapshots : 1, sizeof *m->images);
   if (m->images == NULL) {
     log_error("out of memory");
     return -1;
@@ -328,6 +423,131 @@ setup(struct mount *m)
     log_debug(LOG_SUB_FUSE, "%s: %llu bytes", o->snapshots[i],
               (unsigned long long) image_size(m->images[i]));
   }
+  if (o->new_volume_size) {
+    if (image_new_volume(OPT_NEW_VOLUME_NAME, o->new_volume_size, &iopts, &m->images[0],
+                         &err) < 0) {
+      log_error("new volume: %s", err.message);
+      return -1;
+    }
+    m->nimages = 1;
+  }
+  if (o->rw && setup_staging(m) < 0)
+    return -1;
+  return 0;
+}
+
+/* ---- committing ------------------------------------------------------------------ */
+
+/* setxattr user.ebsfs.commit, in a FUSE worker thread. */
+static int
+commit_now(void *arg, struct image *img)
+{
+  struct mount *m = arg;
+  struct commit_result res;
+  int r = commit_run(m->client, image_staging(img), &m->copts, &res);
+
+  if (r == 1)
+    log_info("nothing to commit: nothing written since the last commit");
+  return r < 0 ? r : 0;
+}
+
+/* After the mount is gone: commit what is left; remove the staging area of
+ * a fully committed session unless -o keep_staging.  0 or -1. */
+static int
+commit_at_unmount(struct mount *m)
+{
+  struct commit_result res;
+  char last[EBS_SNAPSHOT_ID_MAX + 1];
+  int r = commit_run(m->client, m->staging, &m->copts, &res);
+
+  if (r < 0)
+    return -1;                  /* commit_run said what failed and how to retry */
+  if (r == 1) {
+    staging_last_committed(m->staging, last);
+    if (last[0])
+      log_info("nothing written since %s, no snapshot created", last);
+    else
+      log_info("nothing written, no snapshot created");
+  }
+  if (m->opts.keep_staging) {
+    log_info("staging directory kept: %s", staging_dir(m->staging));
+  } else if ((r = staging_remove(m->staging)) < 0) {
+    log_warn("cannot remove the staging directory %s: %s", staging_dir(m->staging),
+             strerror(-r));
+  } else {
+    log_info("staging directory %s removed (all committed)", staging_dir(m->staging));
+  }
+  return 0;
+}
+
+/* ebsfs --commit IMAGE: ask the daemon serving IMAGE to commit it now. */
+static int
+commit_command(const char *path)
+{
+  char before[EBS_SNAPSHOT_ID_MAX + 1] = "", after[EBS_SNAPSHOT_ID_MAX + 1] = "";
+  ssize_t n;
+
+  n = getxattr(path, EBSFS_XATTR_LAST_ID, before, sizeof before - 1);
+  if (n < 0 && errno != ENODATA) {
+    fprintf(stderr, "ebsfs: %s: %s\n", path, errno == ENOTSUP || errno == EOPNOTSUPP ?
+            "not an image of an ebsfs mount" : strerror(errno));
+    return 1;
+  }
+  before[n > 0 ? n : 0] = '\0';
+  if (setxattr(path, EBSFS_XATTR_COMMIT, "1", 1, 0) != 0) {
+    int e = errno;
+    fprintf(stderr, "ebsfs: commit of %s failed: %s%s\n", path,
+            e == EROFS ? "the image is not writable (mounted without -o rw)" : strerror(e),
+            e == EROFS ? "" : " (the ebsfs log says why and how to retry)");
+    return 1;
+  }
+  n = getxattr(path, EBSFS_XATTR_LAST_ID, after, sizeof after - 1);
+  after[n > 0 ? n : 0] = '\0';
+  if (after[0] && strcmp(before, after) != 0)
+    printf("%s\n", after);
+  else
+    fprintf(stderr, "ebsfs: nothing to commit\n");
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ebsfs --resume DIR: finish the commit journaled in DIR. */
+static int
+resume_command(struct mount *m)
+{
+  struct commit_result res;
+  char msg[768], last[EBS_SNAPSHOT_ID_MAX + 1];
+  int r;
+
+  if (setup_client(m, 1) < 0)
+    return 1;
+  r = staging_open(m->opts.resume_dir, NULL, 0, true, &m->staging, msg, sizeof msg);
+  if (r < 0) {
+    log_error("%s", msg);
+    return 1;
+  }
+  r = commit_run(m->client, m->staging, &m->copts, &res);
+  if (r < 0)
+    return 1;
+  if (r == 1) {
+    staging_last_committed(m->staging, last);
+    if (last[0]) {
+      log_info("nothing left to commit: %s was committed", last);
+      printf("%s\n", last);
+    } else {
+      log_info("nothing to commit: nothing was written");
+    }
+  } else {
+    printf("%s\n", res.snapshot_id);
+  }
+  if (fflush(stdout) != 0)
+    return 1;
+  if (m->opts.keep_staging)
+    log_info("staging directory kept: %s", staging_dir(m->staging));
+  else if ((r = staging_remove(m->staging)) < 0)
+    log_warn("cannot remove the staging directory %s: %s", staging_dir(m->staging),
+             strerror(-r));
+  else
+    log_info("staging directory %s removed (all committed)", staging_dir(m->staging));
   return 0;
 }
 
@@ -349,6 +569,10 @@ start_fuse(struct mount *m)
   m->fs.mount_time = time(NULL);
   m->fs.uid = getuid();
   m->fs.gid = getgid();
+  if (m->staging) {
+    m->fs.commit = commit_now;
+    m->fs.commit_arg = m;
+  }
   m->se = fuse_session_new(args, &ebsfs_fuse_ops, sizeof ebsfs_fuse_ops, &m->fs);
   if (m->se == NULL) {
     if (fuse_errors_logged == 0)
@@ -421,6 +645,7 @@ mount_free(struct mount *m)
   for (size_t i = m->nimages; i-- > 0; )
     image_close(m->images[i]);
   free(m->images);
+  staging_close(m->staging);
   if (m->cache)
     block_cache_free(m->cache);
   if (m->client)
@@ -471,6 +696,16 @@ main(int argc, char **argv)
     m.opts.debug_mask |= LOG_SUB_FUSE;
   if (m.opts.debug_mask)
     log_set_debug(m.opts.debug_mask);
+  if (m.opts.commit_path) {
+    status = commit_command(m.opts.commit_path);
+    options_free(&m.opts);
+    return status;
+  }
+  if (m.opts.resume_dir) {
+    status = resume_command(&m);
+    mount_free(&m);
+    return status;
+  }
 
   if (check_arguments(&m) < 0)
     goto out;
@@ -479,10 +714,23 @@ main(int argc, char **argv)
   if (setup(&m) < 0 || start_fuse(&m) < 0)
     goto out;
   detach(&m);                   /* daemon: the terminal hears nothing more */
-  log_info("mounted %zu snapshot%s at %s (endpoint %s)", m.nimages,
-           m.nimages == 1 ? "" : "s", m.mountpoint, m.endpoint);
+  if (m.staging)
+    log_info("mounted %s read-write at %s (endpoint %s)", image_snapshot_id(m.images[0]),
+             m.mountpoint, m.endpoint);
+  else
+    log_info("mounted %zu snapshot%s at %s (endpoint %s)", m.nimages,
+             m.nimages == 1 ? "" : "s", m.mountpoint, m.endpoint);
   if (serve(&m) == 0)
     status = 0;
+  if (m.staging) {
+    /* The mount must be gone before the last commit: nothing can write. */
+    if (m.mounted) {
+      fuse_session_unmount(m.se);
+      m.mounted = false;
+    }
+    if (commit_at_unmount(&m) < 0)
+      status = 1;
+  }
 
 out:
   mount_free(&m);

@@ -43,6 +43,19 @@ static const struct fuse_opt option_table[] = {
   FUSE_OPT_KEY("debug=", KEY_DEBUG_LIST),
   OPT("ro", ro, 1),
   OPT("rw", rw, 1),
+  OPT("staging_dir=%s", staging_dir, 0),
+  OPT("new_volume_size=%s", new_volume_size_str, 0),
+  OPT("description=%s", description, 0),
+  OPT("tags=%s", tags, 0),
+  OPT("kms_key_arn=%s", kms_key_arn, 0),
+  OPT("snapshot_id_file=%s", snapshot_id_file, 0),
+  OPT("encrypted", encrypted, 1),
+  OPT("keep_staging", keep_staging, 1),
+  OPT("commit_timeout=%u", commit_timeout, 0),
+  OPT("--commit %s", commit_path, 0),
+  OPT("--commit=%s", commit_path, 0),
+  OPT("--resume %s", resume_dir, 0),
+  OPT("--resume=%s", resume_dir, 0),
   FUSE_OPT_KEY("-d", KEY_DEBUG),
   FUSE_OPT_KEY("debug", KEY_DEBUG),
   /* mount(8) and fstab words that mean nothing to a FUSE daemon */
@@ -189,9 +202,47 @@ options_parse(int argc, char **argv, struct ebsfs_options *o)
   if (o->show_help || o->show_version)
     return 0;
 
-  if (o->npositional < 2)
+  if (o->commit_path || o->resume_dir) {
+    if (o->commit_path && o->resume_dir)
+      return usage_error("--commit and --resume do not go together");
+    if (o->npositional > 0)
+      return usage_error("%s takes no other argument than its %s",
+                         o->commit_path ? "--commit" : "--resume",
+                         o->commit_path ? "image" : "staging directory");
+  } else if (o->new_volume_size_str) {
+    if (options_parse_size(o->new_volume_size_str, &o->new_volume_size) < 0 ||
+        o->new_volume_size == 0 || o->new_volume_size % (512 * 1024) ||
+        o->new_volume_size > OPT_MAX_VOLUME_SIZE)
+      return usage_error("bad new_volume_size '%s': a multiple of 512K up to 64T, like 1G",
+                         o->new_volume_size_str);
+    if (o->ro)
+      return usage_error("new_volume_size makes a writable image: it needs -o rw");
+    o->rw = 1;
+    if (o->npositional != 1)
+      return usage_error("with new_volume_size give only the MOUNTPOINT, no SNAPSHOT-ID");
+  } else if (o->npositional < 2) {
     return usage_error("%s", o->npositional == 0 ? "missing SNAPSHOT-ID and MOUNTPOINT"
                                           : "missing MOUNTPOINT (usage: ebsfs [options] SNAPSHOT-ID... MOUNTPOINT)");
+  }
+  if (o->ro && o->rw)
+    return usage_error("-o ro and -o rw do not go together");
+  if (o->rw && !o->commit_path && !o->resume_dir && !o->new_volume_size && o->nsnapshots != 1)
+    return usage_error("-o rw mounts exactly one snapshot (%zu given)", o->nsnapshots);
+  if ((o->encrypted || o->kms_key_arn) && !o->new_volume_size && !o->resume_dir)
+    return usage_error("-o %s is only for a new volume (-o new_volume_size=SIZE): a snapshot "
+                       "with a parent inherits the parent's encryption",
+                       o->encrypted ? "encrypted" : "kms_key_arn");
+  if (!o->rw && !o->commit_path && !o->resume_dir &&
+      (o->staging_dir || o->description || o->tags || o->snapshot_id_file ||
+       o->keep_staging || o->commit_timeout))
+    return usage_error("-o staging_dir, description, tags, snapshot_id_file, commit_timeout "
+                       "and keep_staging need -o rw");
+  if (o->commit_timeout == 0)
+    o->commit_timeout = OPT_DEFAULT_COMMIT_TIMEOUT;
+  else if (o->commit_timeout < 10 || o->commit_timeout > 4320)
+    return usage_error("bad commit_timeout %u: minutes, 10 to 4320", o->commit_timeout);
+  if (o->description && strlen(o->description) > 255)
+    return usage_error("description is longer than 255 characters");
 
   o->cache_size = OPT_DEFAULT_CACHE_SIZE;
   if (o->cache_size_str && options_parse_size(o->cache_size_str, &o->cache_size) < 0)
@@ -224,6 +275,14 @@ options_free(struct ebsfs_options *o)
   free(o->cache_size_str);
   free(o->readahead_str);
   free(o->rate_limit_str);
+  free(o->staging_dir);
+  free(o->new_volume_size_str);
+  free(o->description);
+  free(o->tags);
+  free(o->kms_key_arn);
+  free(o->snapshot_id_file);
+  free(o->commit_path);
+  free(o->resume_dir);
   for (size_t i = 0; i < o->npositional; i++)
     free(o->snapshots[i]);
   free(o->snapshots);
@@ -235,11 +294,20 @@ void
 options_usage(const char *progname)
 {
   printf("usage: %s [options] SNAPSHOT-ID... MOUNTPOINT\n"
+         "       %s -o rw[,options] SNAPSHOT-ID MOUNTPOINT\n"
+         "       %s -o rw,new_volume_size=SIZE[,options] MOUNTPOINT\n"
+         "       %s --commit MOUNTPOINT/IMAGE\n"
+         "       %s --resume STAGING_DIR [-o options]\n"
          "\n"
          "Mount completed EBS snapshots read-only; each appears in MOUNTPOINT as an\n"
          "image file named after its snapshot ID, read on demand through the EBS\n"
          "direct APIs.  Loop-mount it (ext4: -o ro,noload; XFS: -o ro,norecovery)\n"
          "or copy it with dd / cp --sparse=always.\n"
+         "\n"
+         "With -o rw the image is writable: writes stay in a local staging directory,\n"
+         "and unmounting (or --commit) makes them a new snapshot whose parent is the\n"
+         "source.  --commit commits a mounted image now and prints the new snapshot\n"
+         "ID; --resume finishes a commit that was interrupted (crash, failure).\n"
          "\n"
          "general options:\n"
          "    -h, --help             print this help and libfuse's options\n"
@@ -268,8 +336,28 @@ options_usage(const char *progname)
          "                           or all (default: none)\n"
          "    -o ro                  read-only (the default)\n"
          "\n"
+         "write mode:\n"
+         "    -o rw                  writable image (one SNAPSHOT-ID), committed as a new\n"
+         "                           snapshot at unmount\n"
+         "    -o new_volume_size=SIZE  an empty writable image MOUNTPOINT/%s (no\n"
+         "                           SNAPSHOT-ID) that becomes a snapshot with no parent;\n"
+         "                           a multiple of 512K (implies -o rw)\n"
+         "    -o encrypted, -o kms_key_arn=ARN  encrypt the new volume's snapshot\n"
+         "                           (new_volume_size only)\n"
+         "    -o staging_dir=DIR     staging directory (default: $XDG_CACHE_HOME or\n"
+         "                           ~/.cache, ebsfs/staging-SNAP-TIME-PID); give an existing\n"
+         "                           one to reuse its staged data\n"
+         "    -o description=TEXT    the new snapshot's description\n"
+         "    -o tags=K=V[;K=V...]   the new snapshot's tags\n"
+         "    -o snapshot_id_file=PATH  write the new snapshot ID there after a commit\n"
+         "    -o commit_timeout=MIN  StartSnapshot Timeout in minutes (default: %u)\n"
+         "    -o keep_staging        keep the staging directory after a full commit\n"
+         "    --commit FILE          commit the mounted image FILE now; prints the ID\n"
+         "    --resume DIR           finish the commit recorded in staging directory DIR\n"
+         "\n"
          "fstab words (defaults, auto, noauto, user, users, _netdev, nofail, x-*)\n"
          "are accepted and ignored.  Other -o options go to libfuse:\n"
          "\n",
-         progname, OPT_DEFAULT_MAX_REQUESTS, OPT_DEFAULT_RATE_LIMIT);
+         progname, progname, progname, progname, progname, OPT_DEFAULT_MAX_REQUESTS,
+         OPT_DEFAULT_RATE_LIMIT, OPT_NEW_VOLUME_NAME, OPT_DEFAULT_COMMIT_TIMEOUT);
 }

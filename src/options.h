@@ -1,6 +1,10 @@
 /* options.h - the ebsfs command line: one fuse_opt table, sshfs style.
  *
  *   ebsfs [-f] [-d] [-s] [-o opt[,opt...]] SNAPSHOT-ID... MOUNTPOINT
+ *   ebsfs -o rw[,opt...] SNAPSHOT-ID MOUNTPOINT       (writable, committed at unmount)
+ *   ebsfs -o rw,new_volume_size=SIZE[,opt...] MOUNTPOINT
+ *   ebsfs --commit MOUNTPOINT/IMAGE                    (commit a mounted image now)
+ *   ebsfs --resume STAGING_DIR [-o opt...]             (finish an interrupted commit)
  *
  * Our own -o options are consumed here; fstab words (noauto, user, _netdev,
  * x-*...) are dropped; everything else (allow_other, default_permissions,
@@ -24,6 +28,9 @@
 #define OPT_DEFAULT_MAX_REQUESTS  128u
 #define OPT_DEFAULT_READAHEAD     (64ull * 1024 * 1024)
 #define OPT_DEFAULT_RATE_LIMIT    900.0
+#define OPT_DEFAULT_COMMIT_TIMEOUT 60u                  /* minutes */
+#define OPT_NEW_VOLUME_NAME       "new-volume"
+#define OPT_MAX_VOLUME_SIZE       (64ull << 40)          /* EBS's largest volume */
 
 struct ebsfs_options {
   /* -f -d -s -h -V */
@@ -42,7 +49,23 @@ struct ebsfs_options {
   char *readahead_str;
   char *rate_limit_str;
   unsigned max_requests;
-  int ro, rw;                   /* recorded; the write mode decides later */
+  int ro, rw;                   /* -o rw: writable through a staging area */
+
+  /* Write mode (-o rw) */
+  char *staging_dir;            /* NULL: a fresh one under the cache directory */
+  char *new_volume_size_str;
+  char *description;
+  char *tags;                   /* KEY=VALUE;KEY=VALUE */
+  char *kms_key_arn;
+  char *snapshot_id_file;
+  int encrypted;
+  int keep_staging;
+  unsigned commit_timeout;      /* minutes (StartSnapshot Timeout) */
+  uint64_t new_volume_size;     /* bytes; 0 unless new-volume mode */
+
+  /* Other modes (no mount) */
+  char *commit_path;            /* --commit MOUNTPOINT/IMAGE */
+  char *resume_dir;             /* --resume STAGING_DIR */
 
   /* After options_parse: */
   uint64_t cache_size;          /* bytes */
