@@ -230,3 +230,33 @@ fs_umount() {
   to umount "$2" || fail "umount $2"
   loop_detach "$FS_DEV" "$1"
 }
+
+# write_blocks IMAGE EXPECTED SEED INDEX...: whole random blocks at those
+# indices in both files, one fsync on IMAGE at the end.
+write_blocks() {
+  to "$PYTHON3" - "$@" <<'PY' || fail "write blocks to $1"
+import os, random, sys
+B = 512 * 1024
+img, exp, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rnd = random.Random(seed)
+fi, fe = os.open(img, os.O_WRONLY), os.open(exp, os.O_WRONLY)
+for i in sys.argv[4:]:
+    data = rnd.randbytes(B)
+    for fd in (fi, fe):
+        if os.pwrite(fd, data, int(i) * B) != B:
+            sys.exit("short write")
+os.fsync(fi)
+os.close(fi); os.close(fe)
+PY
+}
+
+# wait_until SECONDS SHELL-CONDITION: poll (every 0.1 s) until the condition
+# holds; returns 1 when it did not within SECONDS.
+wait_until() {
+  local n=$(( $1 * 10 )) i; shift
+  for (( i=0; i<n; i++ )); do
+    eval "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
