@@ -2,6 +2,8 @@
 # staging-crash.sh - kill -9 of the rw daemon loses nothing fsync'ed, and
 # `ebsfs --resume DIR` finishes the job with no duplicate snapshot:
 #  (a) mid-write: data written and fsync'ed, then more being written;
+#  (a2) after an fsync, then remounting -o rw on the same staging dir: the
+#      data is there, and a commit from that mount is right;
 #  (b) during the PUTs (slow emulator, few connections): the pending
 #      snapshot is reused (same ClientToken) and the blocks already PUT are
 #      not all PUT again;
@@ -100,6 +102,21 @@ PY
 rm -f "$out"
 [ "$(snap_info "$SNAP" ParentSnapshotId)" = "$SRC_SNAP" ] || fail "(a) $SNAP has the wrong parent"
 [ "$(count_snapshots_of "$SRC_SNAP")" -eq 1 ] || fail "(a) snapshots with parent $SRC_SNAP: $(snapshots_of "$SRC_SNAP" | xargs)"
+
+# ---- (a2) kill -9 after fsync, then remount on the same staging dir ----------------
+setup_case a2
+write_both "$IMG" "$EXP" $((7 * BLOCK + 999)) $((BLOCK + 5)) 14
+write_blocks "$IMG" "$EXP" 15 60 61 950
+kill9_daemon "$EBSFS_PID" "$MNT"
+start_ebsfs "$MNT" -o "rw,staging_dir=$STG" "$SRC_SNAP"
+to cmp "$IMG" "$EXP" || fail "(a2) remounted on the staging dir, the image does not show the fsync'ed writes"
+write_both "$IMG" "$EXP" $((61 * BLOCK + 100)) 100 16             # and it stays writable
+commit_ok "$IMG"
+echo "(a2) remounted and committed: $SNAP"
+check_resumed a2 "$SRC_SNAP" "$EXP"
+[ "$(count_snapshots_of "$SRC_SNAP")" -eq 1 ] || fail "(a2) snapshots with parent $SRC_SNAP: $(snapshots_of "$SRC_SNAP" | xargs)"
+unmount_wait "$MNT"; rc=$?
+[ "$rc" -eq 0 ] || { cat "$EBSFS_LOG" >&2; fail "(a2) the daemon exited $rc at unmount"; }
 
 # ---- (b) kill -9 during the PUTs ---------------------------------------------------
 NB=40

@@ -2,7 +2,8 @@
 # staging-failure.sh - a commit that cannot succeed keeps everything and
 # says how to retry:
 #  - the default staging dir (${XDG_CACHE_HOME:-$HOME/.cache}/ebsfs/
-#    staging-SNAP-TIME-PID) is logged, mode 0700, files 0600;
+#    staging-SNAP-TIME-PID) is logged, mode 0700, files 0600 even under
+#    umask 000; a --resume on it while it is mounted is refused;
 #  - PutSnapshotBlock answered 403 AccessDenied: `ebsfs --commit` exits 1
 #    with a one-line error, the mount stays usable; unmounting exits non-zero
 #    and logs `ebsfs --resume DIR`; the staging dir is intact; once the fault
@@ -70,7 +71,11 @@ snap0=$(emu_import "$src") || fail "import"
 mnt=$(mount_dir mnt)
 exp="$EMU_TMP/expected.img"
 cp --sparse=always "$src" "$exp" || fail "cp"
+# umask 000: the modes must not depend on the caller's umask.
+old_umask=$(umask)
+umask 000
 start_ebsfs "$mnt" -o rw "$snap0"
+umask "$old_umask"
 img="$mnt/$snap0"
 shopt -s nullglob
 dirs=("$HOME/.cache/ebsfs/staging-$snap0-"*)
@@ -83,6 +88,14 @@ write_both "$img" "$exp" $((BLOCK - 10)) 20 61                     # across a bl
 write_blocks "$img" "$exp" 62 40 41 42 800
 write_both "$img" "$exp" $((5 * BLOCK)) "$BLOCK" zero
 check_staging_modes "$stg"
+
+# The mount owns its staging dir: a --resume now must refuse, not commit.
+emu_reset_counters
+resume_dir "$stg"
+[ "$RESUME_RC" -ne 0 ] || fail "--resume of a mounted staging dir succeeded (printed '$RESUME_OUT')"
+[ -z "$RESUME_OUT" ] || fail "--resume of a mounted staging dir printed '$RESUME_OUT'"
+[ "$(emu_counter StartSnapshot)" -eq 0 ] || fail "--resume of a mounted staging dir called StartSnapshot"
+echo "resume while mounted: $(head -n 1 "$RESUME_ERR")"
 
 emu_faults '{"op": "PutSnapshotBlock", "kind": "403"}'
 commit_fails "$img" "403"

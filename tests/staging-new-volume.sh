@@ -2,7 +2,7 @@
 # staging-new-volume.sh - upload a disk image as a new snapshot:
 # `-o rw,new_volume_size=1G` (no source) shows an all-zero MNT/new-volume; a
 # local ext4 image dd'ed into it and committed becomes a completed snapshot
-# with no parent that exports and reads back byte for byte, is a clean ext4
+# with no parent (its description and tags as given) that exports and reads back byte for byte, is a clean ext4
 # with the same tree.  An encrypted new volume (-o encrypted, kms_key_arn)
 # is reported encrypted and its all-zero written block is PUT.  Refused at
 # mount with a clear one-line message, nothing left mounted and no
@@ -67,7 +67,7 @@ cp --sparse=always "$local_img" "$exp" && truncate -s "$GIB" "$exp" || fail "exp
 mnt=$(mount_dir mnt)
 stg="$EMU_TMP/staging"
 idfile="$EMU_TMP/id"
-start_ebsfs "$mnt" -o "rw,new_volume_size=1G,staging_dir=$stg,snapshot_id_file=$idfile,description=ebsfs new-volume test"
+start_ebsfs "$mnt" -o "rw,new_volume_size=1G,staging_dir=$stg,snapshot_id_file=$idfile,description=ebsfs new-volume test,tags=team=storage;purpose=ebsfs test"
 img="$mnt/new-volume"
 [ "$(ls "$mnt")" = new-volume ] || fail "the mount lists '$(ls "$mnt")', expected new-volume"
 [ "$(stat -c %s "$img")" -eq "$GIB" ] || fail "new-volume is $(stat -c %s "$img") bytes, expected $GIB"
@@ -87,6 +87,9 @@ echo "committed $snap1 ($(snap_info "$snap1" OwnBlocks) blocks)"
 [ -z "$(snap_info "$snap1" ParentSnapshotId)" ] || fail "$snap1 has parent $(snap_info "$snap1" ParentSnapshotId), expected none"
 [ "$(snap_info "$snap1" VolumeSize)" = 1 ] || fail "$snap1 VolumeSize $(snap_info "$snap1" VolumeSize), expected 1"
 [ "$(snap_info "$snap1" Description)" = "ebsfs new-volume test" ] || fail "$snap1 Description '$(snap_info "$snap1" Description)'"
+tags=$(emu_admin GET "/snapshots/$snap1" | "$PYTHON3" -c 'import json,sys
+print(";".join("%s=%s" % (t["Key"], t["Value"]) for t in sorted(json.load(sys.stdin).get("Tags") or [], key=lambda t: t["Key"])))')
+[ "$tags" = "purpose=ebsfs test;team=storage" ] || fail "$snap1 Tags '$tags', expected purpose=ebsfs test;team=storage"
 [ "$(snap_info "$snap1" Encrypted)" != true ] || fail "$snap1 is encrypted without -o encrypted"
 [ "$(cat "$idfile" 2>/dev/null)" = "$snap1" ] || fail "snapshot_id_file holds '$(cat "$idfile" 2>/dev/null)'"
 own=" $(snap_info "$snap1" OwnBlockIndices) "
