@@ -32,6 +32,9 @@
 #include "staging.h"
 
 #define DEFAULT_IN_FLIGHT 128u
+/* Each PUT in flight holds a 512 KiB buffer; 1000 req/s x 0.5 s is already
+ * more than the per-snapshot ceiling can use. */
+#define MAX_IN_FLIGHT 512u
 #define MAX_TAGS 50                     /* StartSnapshot's limit */
 #define PROGRESS_EVERY_S 2.0
 #define COMMIT_REBASED 1                /* run_attempt: start over on a new parent */
@@ -90,25 +93,41 @@ commit_check_tags(const char *spec, char *msg, size_t msglen)
 
 /* ---- StartSnapshot ---------------------------------------------------------------- */
 
+/* A new attempt with a new ClientToken, journaled before it is used.  Its
+ * parameters come from the options, or from prev when it replaces an
+ * attempt whose snapshot is gone (a --resume may not repeat them). */
 static int
-new_attempt(struct staging *s, const struct commit_options *o, struct staging_attempt *a)
+new_attempt(struct staging *s, const struct commit_options *o,
+            const struct staging_attempt *prev, struct staging_attempt *a)
 {
   uint64_t gib = (staging_size(s) + (1ull << 30) - 1) >> 30;
+  struct staging_attempt n;
   int rc;
 
-  memset(a, 0, sizeof *a);
-  if (ebs_random_token(a->token) < 0)
+  memset(&n, 0, sizeof n);
+  if (ebs_random_token(n.token) < 0)
     return -EIO;
-  staging_parent(s, a->parent);
-  a->volume_size_gib = (int64_t) gib;
-  a->timeout_minutes = o->timeout_minutes > 0 ? o->timeout_minutes : 60;
-  /* AWS refuses Encrypted with a parent; a child inherits the parent's. */
-  if (a->parent[0] == '\0') {
-    a->encrypted = o->encrypted || o->kms_key_arn != NULL;
-    snprintf(a->kms_key_arn, sizeof a->kms_key_arn, "%s", o->kms_key_arn ? o->kms_key_arn : "");
+  staging_parent(s, n.parent);
+  n.volume_size_gib = (int64_t) gib;
+  if (prev) {
+    n.timeout_minutes = prev->timeout_minutes;
+    n.encrypted = prev->encrypted;
+    memcpy(n.kms_key_arn, prev->kms_key_arn, sizeof n.kms_key_arn);
+    memcpy(n.description, prev->description, sizeof n.description);
+    memcpy(n.tags, prev->tags, sizeof n.tags);
+  } else {
+    n.timeout_minutes = o->timeout_minutes > 0 ? o->timeout_minutes : 60;
+    n.encrypted = o->encrypted || o->kms_key_arn != NULL;
+    snprintf(n.kms_key_arn, sizeof n.kms_key_arn, "%s", o->kms_key_arn ? o->kms_key_arn : "");
+    snprintf(n.description, sizeof n.description, "%s", o->description ? o->description : "");
+    snprintf(n.tags, sizeof n.tags, "%s", o->tags ? o->tags : "");
   }
-  snprintf(a->description, sizeof a->description, "%s", o->description ? o->description : "");
-  snprintf(a->tags, sizeof a->tags, "%s", o->tags ? o->tags : "");
+  /* AWS refuses Encrypted with a parent; a child inherits the parent's. */
+  if (n.parent[0] != '\0') {
+    n.encrypted = false;
+    n.kms_key_arn[0] = '\0';
+  }
+  *a = n;
   rc = staging_log_attempt(s, a);
   if (rc == 0)
     log_debug(LOG_SUB_COMMIT, "commit: new attempt, client token %s, parent %s",
@@ -487,6 +506,8 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
   char msg[800];
   int rc, round;
 
+  if (max_in_flight > MAX_IN_FLIGHT)
+    max_in_flight = MAX_IN_FLIGHT;
   memset(res, 0, sizeof *res);
   memset(&err, 0, sizeof err);
   staging_commit_enter(s);
@@ -505,7 +526,7 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
   if (staging_pending(s, &a)) {
     log_info("commit: resuming the attempt with client token %s%s%s", a.token,
              a.snapshot_id[0] ? ", snapshot " : "", a.snapshot_id);
-  } else if ((rc = new_attempt(s, o, &a)) < 0) {
+  } else if ((rc = new_attempt(s, o, NULL, &a)) < 0) {
     err.errnum = -rc;
     snprintf(err.message, sizeof err.message, "cannot journal the commit: %s", strerror(-rc));
     goto failed;
@@ -515,7 +536,7 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
       free(blocks);
       blocks = NULL;
       if ((rc = staging_dirty_blocks(s, &blocks, &n)) < 0 ||
-          (rc = new_attempt(s, o, &a)) < 0) {
+          (rc = new_attempt(s, o, &a, &a)) < 0) {
         err.errnum = -rc;
         snprintf(err.message, sizeof err.message, "cannot start over: %s", strerror(-rc));
         goto failed;
@@ -525,7 +546,7 @@ commit_run(struct ebs_client *c, struct staging *s, const struct commit_options 
       log_warn("commit: %s is unusable (%s); starting a fresh snapshot with a new client token",
                a.snapshot_id[0] ? a.snapshot_id : "the pending snapshot",
                ebs_error_string(&err, msg, sizeof msg));
-      if ((rc = new_attempt(s, o, &a)) < 0) {
+      if ((rc = new_attempt(s, o, &a, &a)) < 0) {
         err.errnum = -rc;
         snprintf(err.message, sizeof err.message, "cannot journal the commit: %s", strerror(-rc));
         goto failed;

@@ -44,13 +44,12 @@ struct image {
   char snapshot_id[EBS_SNAPSHOT_ID_MAX + 1];
   struct ebs_client *client;
   struct block_cache *cache;
-  struct block_index *index;
+  struct block_index *index;            /* NULL: a new volume, no source */
   uint64_t size;
   uint64_t nblocks;
   unsigned readahead_max;
   unsigned max_requests;
   struct staging *staging;              /* NULL when read-only; borrowed */
-  bool no_source;                       /* new volume: no snapshot, no index */
 
   pthread_mutex_t lock;                 /* guards the counters below */
   pthread_cond_t idle;                  /* inflight reached 0 */
@@ -724,7 +723,6 @@ image_new_volume(const char *name, uint64_t size, const struct image_options *op
   }
   pthread_cond_init(&img->idle, NULL);
   snprintf(img->snapshot_id, sizeof img->snapshot_id, "%s", name);
-  img->no_source = true;
   img->client = opts->client;
   img->cache = opts->cache;
   img->size = size;

@@ -119,6 +119,27 @@ fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 
 /* ---- checks that need no network (run before forking) -------------------- */
 
+/* The daemon leaves its cwd: make a relative path absolute now.  0 or -1. */
+static int
+absolutize(char **path)
+{
+  char cwd[PATH_MAX], *abs;
+
+  if (*path == NULL || (*path)[0] == '/')
+    return 0;
+  if (getcwd(cwd, sizeof cwd) == NULL) {
+    log_error("getcwd: %s", strerror(errno));
+    return -1;
+  }
+  if (asprintf(&abs, "%s/%s", cwd, *path) < 0) {
+    log_error("out of memory");
+    return -1;
+  }
+  free(*path);
+  *path = abs;
+  return 0;
+}
+
 static int
 check_arguments(struct mount *m)
 {
@@ -131,6 +152,8 @@ check_arguments(struct mount *m)
     log_error("-o tags: %s", msg);
     return -1;
   }
+  if (absolutize(&o->staging_dir) < 0 || absolutize(&o->snapshot_id_file) < 0)
+    return -1;
   for (size_t i = 0; i < o->nsnapshots; i++) {
     if (!ebs_valid_snapshot_id(o->snapshots[i])) {
       log_error("'%s' is not a snapshot ID (snap- followed by hex digits)",
@@ -376,6 +399,18 @@ setup_staging(struct mount *m)
   }
   image_attach_staging(img, m->staging);
   log_info("staging directory: %s", dir);
+  {
+    uint32_t *blocks = NULL;
+    size_t n;
+    struct staging_attempt a;
+
+    /* A reused staging directory: say what it brings along. */
+    if (staging_dirty_blocks(m->staging, &blocks, &n) == 0 && n > 0)
+      log_info("staging directory holds %zu blocks not committed yet%s", n,
+               staging_pending(m->staging, &a) ? " (an interrupted commit: it is "
+               "finished at unmount)" : "");
+    free(blocks);
+  }
   free(dir);
   return 0;
 }
@@ -485,8 +520,17 @@ static int
 commit_command(const char *path)
 {
   char before[EBS_SNAPSHOT_ID_MAX + 1] = "", after[EBS_SNAPSHOT_ID_MAX + 1] = "";
+  char dir[PATH_MAX];
   ssize_t n;
 
+  /* Only a writable ebsfs image has a staging directory: anything else
+   * would take our setxattr as an ordinary attribute. */
+  if (getxattr(path, EBSFS_XATTR_STAGING_DIR, dir, sizeof dir) < 0) {
+    int e = errno;
+    fprintf(stderr, "ebsfs: %s: %s\n", path, e == ENODATA || e == ENOTSUP || e == EOPNOTSUPP ?
+            "not a writable ebsfs image (mounted with -o rw?)" : strerror(e));
+    return 1;
+  }
   n = getxattr(path, EBSFS_XATTR_LAST_ID, before, sizeof before - 1);
   if (n < 0 && errno != ENODATA) {
     fprintf(stderr, "ebsfs: %s: %s\n", path, errno == ENOTSUP || errno == EOPNOTSUPP ?
@@ -518,7 +562,7 @@ resume_command(struct mount *m)
   char msg[768], last[EBS_SNAPSHOT_ID_MAX + 1];
   int r;
 
-  if (setup_client(m, 1) < 0)
+  if (absolutize(&m->opts.snapshot_id_file) < 0 || setup_client(m, 1) < 0)
     return 1;
   r = staging_open(m->opts.resume_dir, NULL, 0, true, &m->staging, msg, sizeof msg);
   if (r < 0) {

@@ -485,7 +485,15 @@ staging_open(const char *dir, const char *source, uint64_t size, bool must_exist
       snprintf(msg, msglen, "%s: cannot start the journal: %s", path, strerror(-rc));
       goto fail;
     }
-  } else if ((rc = replay(s, msg, msglen)) < 0) {
+  } else if ((rc = replay(s, msg, msglen)) == -ENOENT && !must_exist) {
+    /* Only a torn header was there (a crash at the very first append). */
+    if ((rc = alloc_bitmaps(s)) < 0 ||
+        (rc = journal_append(s, "H %d %s %llu", JOURNAL_VERSION, source ? source : "-",
+                             (unsigned long long) size)) < 0) {
+      snprintf(msg, msglen, "%s: cannot start the journal: %s", path, strerror(-rc));
+      goto fail;
+    }
+  } else if (rc < 0) {
     goto fail;
   }
 

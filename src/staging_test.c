@@ -58,7 +58,7 @@ append_raw(const char *text)
   char p[512];
   int fd;
   snprintf(p, sizeof p, "%s/journal", dir);
-  fd = open(p, O_WRONLY | O_APPEND);
+  fd = open(p, O_WRONLY | O_APPEND | O_CREAT, 0600);
   CHECK(fd >= 0);
   CHECK(write(fd, text, strlen(text)) == (ssize_t) strlen(text));
   close(fd);
@@ -290,6 +290,34 @@ test_encoding(void)
   CHECK(staging_decode("%zz", dec, sizeof dec) < 0);
 }
 
+/* A crash during the very first append leaves a torn header: start afresh. */
+static void
+test_torn_header(void)
+{
+  struct staging *s;
+
+  CHECK(mkdir(dir, 0700) == 0);
+  append_raw("H 1 snap-01");
+  s = open_ok("snap-0123abcd");
+  if (s == NULL)
+    return;
+  CHECK_INTEQ(ndirty(s), 0);
+  CHECK(staging_write(s, 1, 0, "a", 1) == 0);
+  staging_close(s);
+  s = open_ok("snap-0123abcd");
+  if (s == NULL)
+    return;
+  CHECK_INTEQ(ndirty(s), 1);
+  staging_close(s);
+  /* ...but --resume finds nothing to resume in a directory without one. */
+  rm_dir();
+  CHECK(mkdir(dir, 0700) == 0);
+  append_raw("H 1 snap-01");
+  s = NULL;
+  CHECK(staging_open(dir, NULL, 0, true, &s, msg, sizeof msg) == -ENOENT);
+  CHECK(s == NULL);
+}
+
 static void
 next_dir(const char *base, int i)
 {
@@ -309,6 +337,9 @@ main(void)
   rm_dir();
   next_dir(base, 2);
   test_attempts();
+  rm_dir();
+  next_dir(base, 3);
+  test_torn_header();
   rm_dir();
   test_encoding();
   rmdir(base);

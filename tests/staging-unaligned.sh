@@ -6,7 +6,7 @@
 # read-only mount) equals the expected image byte for byte, and whose
 # ListChangedBlocks against the source is exactly the blocks written.  A
 # second --commit has nothing to commit; unmounting then exits 0 and removes
-# the staging directory.
+# the staging directory; --commit refuses a read-only image and a plain file.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 . "$top_srcdir/tests/mount-functions.sh"
 set -u
@@ -125,4 +125,10 @@ grep -q "nothing written" "$EBSFS_LOG" || fail "unmount did not say nothing was 
 mnt2=$(mount_dir mnt2)
 start_ebsfs "$mnt2" "$new"
 dd if="$mnt2/$new" bs=1M status=none | cmp - "$exp" || fail "a read-only mount of $new differs"
+# --commit refuses what is not a writable ebsfs image.
+for f in "$mnt2/$new" "$exp"; do
+  out=$("$EBSFS" --commit "$f" 2>"$EMU_TMP/commit3.err") && fail "--commit $f succeeded"
+  [ -z "$out" ] || fail "--commit $f printed '$out'"
+  grep -q "not a writable ebsfs image" "$EMU_TMP/commit3.err" || fail "--commit $f: $(cat "$EMU_TMP/commit3.err")"
+done
 stop_ebsfs "$mnt2"
