@@ -4,7 +4,9 @@
 # the test rewrites all 40 (some already PUT, some not) and writes 5 new
 # ones (ebsfs may make those writes wait for the commit).  The first snapshot holds, for each block, one whole version (old or
 # new, never a mix, never anything else); the unmount commit that follows
-# makes a child of it that equals the final image byte for byte.
+# makes a child of it that equals the final image byte for byte.  With
+# -o keep_staging the staging dir stays and records the last snapshot id;
+# resuming it makes no snapshot.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 . "$top_srcdir/tests/mount-functions.sh"
 . "$top_srcdir/tests/staging-functions.sh"
@@ -20,7 +22,8 @@ src="$EMU_TMP/source.img"
 make_sparse_source "$src" "$SIZE" 4 || fail "make the source image"
 snap0=$(emu_import "$src") || fail "import"
 mnt=$(mount_dir mnt)
-start_ebsfs "$mnt" -o "rw,staging_dir=$EMU_TMP/staging,max_requests=2" "$snap0"
+stg="$EMU_TMP/staging"
+start_ebsfs "$mnt" -o "rw,staging_dir=$stg,max_requests=2,keep_staging" "$snap0"
 img="$mnt/$snap0"
 v1="$EMU_TMP/v1.img"                       # after the first writes
 cp --sparse=always "$src" "$v1" || fail "cp"
@@ -91,4 +94,17 @@ else
   check_export "$snap2" "$exp"
 fi
 [ "$(count_snapshots_of "$snap0")" -eq 1 ] || fail "snapshots with parent $snap0: $(snapshots_of "$snap0" | xargs)"
+
+# -o keep_staging: the staging dir stays, its journal names the last snapshot,
+# and a --resume of it makes no other snapshot.
+last=${snap2:-$snap1}
+[ -d "$stg" ] || fail "-o keep_staging: the staging dir is gone"
+check_staging_modes "$stg"
+grep -rqF -- "$last" "$stg" || fail "the staging dir does not record the last snapshot id $last"
+n_before=$(emu_admin GET /snapshots | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))')
+resume_dir "$stg"
+echo "--resume of a committed staging dir: exit $RESUME_RC, stdout '$RESUME_OUT', stderr: $(head -n 1 "$RESUME_ERR")"
+[ "$(emu_admin GET /snapshots | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))')" -eq "$n_before" ] ||
+  fail "--resume of a committed staging dir made a snapshot"
+[ -z "$RESUME_OUT" ] || [ "$RESUME_OUT" = "$last" ] || fail "--resume of a committed staging dir printed '$RESUME_OUT'"
 exit 0

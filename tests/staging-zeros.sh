@@ -3,7 +3,8 @@
 # parent's data (whole aligned blocks, and an unaligned write that leaves a
 # block all zero) are PUT to the new snapshot and read back as zeros (through
 # the rw mount, the emulator's export and a fresh read-only mount); the new
-# snapshot holds exactly the blocks written.  And a commit with nothing
+# snapshot holds exactly the blocks written (a write across the end of the
+# image writes only what fits, the size never changes).  And a commit with nothing
 # written creates no snapshot and says so: `--commit` before any write, after
 # a read-only use of the rw image, after a commit; unmounting a mount where
 # nothing was written (StartSnapshot counter stays 0).
@@ -79,6 +80,41 @@ with open(sys.argv[1], "rb") as f:
         if f.read(B) != bytes(B):
             sys.exit(1)
 PY
+# At the end of the image: a write across the end writes what fits (or is
+# refused whole), one past the end writes nothing; the size never changes.
+"$PYTHON3" - "$img" "$exp" "$SIZE" >"$EMU_TMP/endw" <<'PY' || fail "writes at the end of the image"
+import errno, os, sys
+img, exp, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fd = os.open(img, os.O_WRONLY)
+try:
+    n = os.pwrite(fd, b"\xee" * 200, size - 100)
+except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EINVAL):
+        raise
+    n = 0
+if n not in (0, 100):
+    sys.exit("a 200-byte write 100 bytes before the end wrote %d bytes" % n)
+try:
+    m = os.pwrite(fd, b"\xee" * 10, size)
+except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EINVAL):
+        raise
+    m = 0
+if m != 0:
+    sys.exit("a write at the end wrote %d bytes" % m)
+os.fsync(fd)
+os.close(fd)
+with open(exp, "r+b") as f:
+    f.seek(size - 100)
+    f.write(b"\xee" * n)
+if os.stat(img).st_size != size:
+    sys.exit("the image is now %d bytes" % os.stat(img).st_size)
+print(n)
+PY
+endw=$(cat "$EMU_TMP/endw")
+echo "a write across the end wrote $endw of 200 bytes"
+must="0 1 10 101 300"
+[ "$endw" -gt 0 ] && must="$must 2047"
 to cmp "$img" "$exp" || fail "the rw image does not read back the zeros written"
 
 emu_reset_counters
@@ -86,11 +122,11 @@ commit_ok "$img"; snap1=$SNAP
 puts=$(by_snapshot_count "$snap1" PutSnapshotBlock)
 own=" $(snap_info "$snap1" OwnBlockIndices) "
 echo "committed $snap1: PutSnapshotBlock $puts, blocks:$own"
-for b in 0 1 10 101 300; do
+for b in $must; do
   [[ "$own" == *" $b "* ]] || fail "block $b was written but not PUT to $snap1 (blocks:$own)"
 done
 for b in $own; do
-  case " 0 1 10 101 300 500 " in *" $b "*) ;; *) fail "block $b was PUT to $snap1 but never written";; esac
+  case " 0 1 10 101 300 500 2047 " in *" $b "*) ;; *) fail "block $b was PUT to $snap1 but never written";; esac
 done
 [ "$puts" -ge 5 ] || fail "PutSnapshotBlock counted $puts for $snap1, expected at least 5"
 [ "$(snap_info "$snap1" ParentSnapshotId)" = "$snap0" ] || fail "$snap1 has the wrong parent"
