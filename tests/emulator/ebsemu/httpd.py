@@ -559,6 +559,14 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
             return self._reply(200, ctx.faults.as_list())
         if p == "/snapshots":
             return self._reply(200, [s.describe() for s in ctx.store.scan()])
+        m = re.match(r"^/snapshots/(snap-[0-9a-f]+)$", p)
+        if m:
+            # One snapshot with the indices of the blocks written to it (what
+            # a test compares with ListChangedBlocks-like expectations).
+            s = ctx.store.get(m.group(1))
+            if s is None:
+                return self._reply(404, {"error": "no snapshot %s" % m.group(1)})
+            return self._reply(200, s.describe() | {"OwnBlockIndices": s.own_indices()})
         if p in ("/health", ""):
             return self._reply(200, {"ok": True, "port": ctx.port})
         return self._reply(404, {"error": "no such admin path %s" % p})

@@ -151,8 +151,16 @@ class Snapshot:
         m = self.meta
         return {k: m[k] for k in ("SnapshotId", "Status", "StartTime", "VolumeSize",
                                   "ParentSnapshotId", "Description", "Synthetic",
-                                  "ImportedBytes") if m.get(k) is not None} | \
-            {"OwnBlocks": self.own_count()}
+                                  "ImportedBytes", "Encrypted", "KmsKeyArn", "Tags")
+                if m.get(k) is not None} | {"OwnBlocks": self.own_count()}
+
+    def own_indices(self):
+        """Sorted indices of the blocks this snapshot holds itself (admin only;
+        None for a synthetic snapshot, whose blocks are arithmetic)."""
+        if self.synthetic:
+            return None
+        with self.lock:
+            return sorted(self.own)
 
 
 class Store:
