@@ -160,6 +160,24 @@ apply_record(struct staging *s, char *rec, bool *have_header)
     *have_header = true;
     return 1;                         /* tells open to allocate the bitmaps */
   }
+  case 'B': {
+    /* A compacted run of present blocks: "B FIRST HEX", 4 blocks a digit. */
+    const char *h;
+    if (nf != 3 || parse_block(s, f[1], &b) < 0)
+      return -EINVAL;
+    for (h = f[2]; *h; h++, b += 4) {
+      int v = *h >= '0' && *h <= '9' ? *h - '0' : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10 : -1;
+      if (v < 0)
+        return -EINVAL;
+      for (int k = 0; k < 4; k++)
+        if ((v >> k) & 1) {
+          if (b + (uint64_t) k >= s->nblocks)
+            return -EINVAL;
+          bit_set(s->present, b + (uint64_t) k);
+        }
+    }
+    return 0;
+  }
   case 'W':
     if (nf != 2 || parse_block(s, f[1], &b) < 0)
       return -EINVAL;
@@ -457,6 +475,9 @@ staging_remove(struct staging *s)
     if (unlink(path) != 0 && errno != ENOENT)
       rc = -errno;
   }
+  snprintf(path, sizeof path, "%s/%s.compact", s->dir, JOURNAL_FILE);
+  if (unlink(path) != 0 && errno != ENOENT)   /* left by a crash mid-compaction */
+    rc = -errno;
   snprintf(path, sizeof path, "%s/%s", s->dir, JOURNAL_FILE);
   if (unlink(path) != 0 && errno != ENOENT)
     rc = -errno;
@@ -835,9 +856,91 @@ staging_log_put(struct staging *s, uint64_t block)
   return rc;
 }
 
+/* ---- compaction ----------------------------------------------------------------- */
+
+#define COMPACT_MIN_BYTES (256 * 1024)  /* smaller journals are left alone */
+#define B_RECORD_DIGITS 2048            /* 8192 blocks per "B" record */
+
+/* After a commit nothing is dirty or pending: the whole state is the present
+ * blocks and the last commit.  Write that to a new journal, locked before it
+ * replaces the old one (rename is atomic: a crash leaves one or the other).
+ * Caller holds s->lock.  0 or -errno (the old journal then stays). */
+static int
+compact(struct staging *s)
+{
+  char tmp[PATH_MAX], path[PATH_MAX], rec[B_RECORD_DIGITS + 64];
+  static const char hex[] = "0123456789abcdef";
+  int old = s->journal_fd, fd, rc = 0;
+
+  snprintf(path, sizeof path, "%s/%s", s->dir, JOURNAL_FILE);
+  snprintf(tmp, sizeof tmp, "%s/%s.compact", s->dir, JOURNAL_FILE);
+  fd = open(tmp, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = -errno;
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  s->journal_fd = fd;                   /* journal_append writes here for now */
+  rc = journal_append(s, "H %d %s %llu", JOURNAL_VERSION, s->source ? s->source : "-",
+                      (unsigned long long) s->size);
+  for (uint64_t b = 0; rc == 0 && b < s->nblocks; b += 4 * B_RECORD_DIGITS) {
+    size_t n = 0, last = 0;
+    int len;
+
+    len = snprintf(rec, sizeof rec, "B %llu ", (unsigned long long) b);
+    for (uint64_t x = b; x < s->nblocks && n < B_RECORD_DIGITS; x += 4, n++) {
+      int v = 0;
+      for (int k = 0; k < 4 && x + (uint64_t) k < s->nblocks; k++)
+        v |= bit_get(s->present, x + (uint64_t) k) << k;
+      rec[len + (int) n] = hex[v];
+      if (v)
+        last = n + 1;
+    }
+    if (last == 0)
+      continue;                         /* nothing present here */
+    rec[len + (int) last] = '\0';
+    rc = journal_write(fd, rec);
+  }
+  if (rc == 0 && s->last_committed[0])
+    rc = journal_append(s, "C %s", s->last_committed);
+  s->journal_fd = old;
+  if (rc == 0 && fsync(fd) != 0)
+    rc = -errno;
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  /* Swap the file behind the same descriptor number: a concurrent fsync of
+   * s->journal_fd reaches one journal or the other, never a closed fd.  The
+   * lock belongs to the new file's description, which old now holds. */
+  if (dup2(fd, old) < 0) {
+    rc = -errno;
+    close(fd);
+    return rc;                          /* the new journal is in place; old still writes the old */
+  }
+  close(fd);
+  /* The rename itself must survive a crash too. */
+  {
+    int d = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      if (fsync(d) != 0)
+        log_debug(LOG_SUB_STAGING, "staging %s: fsync: %s", s->dir, strerror(errno));
+      close(d);
+    }
+  }
+  return 0;
+}
+
 int
 staging_log_committed(struct staging *s, const char *snapshot_id)
 {
+  struct stat st;
   int rc;
 
   pthread_mutex_lock(&s->lock);
@@ -851,7 +954,27 @@ staging_log_committed(struct staging *s, const char *snapshot_id)
     memset(&s->attempt, 0, sizeof s->attempt);
   }
   pthread_mutex_unlock(&s->lock);
-  return rc == 0 ? staging_sync_journal(s) : rc;
+  if (rc == 0)
+    rc = staging_sync_journal(s);
+  /* Each commit adds a W and a P line per block: keep the journal the size
+   * of what it must remember (which blocks are here, the last commit). */
+  if (rc == 0 && fstat(s->journal_fd, &st) == 0 && st.st_size >= COMPACT_MIN_BYTES) {
+    int r = staging_compact(s);
+    if (r < 0)
+      log_warn("staging %s: cannot compact the journal: %s", s->dir, strerror(-r));
+  }
+  return rc;
+}
+
+int
+staging_compact(struct staging *s)
+{
+  int rc;
+
+  pthread_mutex_lock(&s->lock);
+  rc = s->ndirty || s->pending ? -EBUSY : compact(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 int
