@@ -5,6 +5,15 @@
  * Each entry has its own condition variable so a reader sleeps only until its
  * own block arrives.  Entries evicted by the budget are recycled (struct and
  * buffer) for the next miss, so a steady stream of misses does not malloc.
+ *
+ * Drop-behind: a block a sequential reader has read to its end is already in
+ * the kernel's page cache (keep_cache), so keeping it here is worth less than
+ * any other block.  Such "consumed" blocks go on their own list, evicted
+ * before the LRU, and once that list holds more than a small share of the
+ * budget its oldest buffer is recycled for the next miss even below the
+ * budget.  A stream thus cycles through the same few hundred buffers instead
+ * of touching the whole budget: first-touch page faults of fresh memory cost
+ * more CPU than the transfer itself on the machines we measured (RESULTS.md).
  */
 #include <config.h>
 
@@ -18,6 +27,8 @@
 #include "log.h"
 
 #define DEFAULT_BUDGET (64ull * EBS_BLOCK_SIZE)
+#define DONE_SHARE 16                   /* consumed list: 1/16 of the budget... */
+#define DONE_MIN 128u                   /* ...but at least 64 MiB of blocks */
 
 enum entry_state { E_FETCHING, E_READY, E_FAILED };
 
@@ -31,6 +42,8 @@ struct cache_entry {
   unsigned waiters;
   bool hashed;                          /* findable by get */
   bool in_lru;                          /* refs == 0, ready, hashed */
+  bool consumed;                        /* read to its end by a stream */
+  bool in_done;                         /* on the consumed list, not the LRU */
   struct cache_entry *hnext;
   struct cache_entry *lru_prev, *lru_next;
   pthread_cond_t cond;
@@ -43,6 +56,9 @@ struct block_cache {
   size_t nbuckets;                      /* power of two */
   uint64_t budget;
   struct cache_entry *lru_head, *lru_tail;  /* head: most recently used */
+  struct cache_entry *done_head, *done_tail; /* consumed blocks; head: newest */
+  uint64_t ndone;
+  uint64_t done_cap;                    /* entries the consumed list keeps */
   struct block_cache_stats st;
   void *zero;
 };
@@ -65,6 +81,11 @@ block_cache_new(uint64_t budget_bytes)
   if (c == NULL)
     return NULL;
   c->budget = budget_bytes ? budget_bytes : DEFAULT_BUDGET;
+  /* Enough that re-reading what a stream just passed still hits (a window's
+   * worth), small enough to stay a fraction of the budget. */
+  c->done_cap = c->budget / EBS_BLOCK_SIZE / DONE_SHARE;
+  if (c->done_cap < DONE_MIN)
+    c->done_cap = DONE_MIN;
   /* About two buckets per block the budget holds, at least 1024. */
   want = c->budget / EBS_BLOCK_SIZE * 2;
   c->nbuckets = 1024;
@@ -90,26 +111,47 @@ entry_destroy(struct cache_entry *e)
   free(e);
 }
 
+/* An unreferenced, ready entry is on exactly one of two lists (in_lru):
+ * the LRU, or the consumed list when in_done. */
 static void
 lru_unlink(struct block_cache *c, struct cache_entry *e)
 {
+  struct cache_entry **head = e->in_done ? &c->done_head : &c->lru_head;
+  struct cache_entry **tail = e->in_done ? &c->done_tail : &c->lru_tail;
+
   if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
-  else c->lru_head = e->lru_next;
+  else *head = e->lru_next;
   if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
-  else c->lru_tail = e->lru_prev;
+  else *tail = e->lru_prev;
   e->lru_prev = e->lru_next = NULL;
+  if (e->in_done)
+    c->ndone--;
   e->in_lru = false;
+  e->in_done = false;
 }
 
 static void
 lru_push_head(struct block_cache *c, struct cache_entry *e)
 {
+  struct cache_entry **head = e->consumed ? &c->done_head : &c->lru_head;
+  struct cache_entry **tail = e->consumed ? &c->done_tail : &c->lru_tail;
+
   e->lru_prev = NULL;
-  e->lru_next = c->lru_head;
-  if (c->lru_head) c->lru_head->lru_prev = e;
-  else c->lru_tail = e;
-  c->lru_head = e;
+  e->lru_next = *head;
+  if (*head) (*head)->lru_prev = e;
+  else *tail = e;
+  *head = e;
   e->in_lru = true;
+  e->in_done = e->consumed;
+  if (e->in_done)
+    c->ndone++;
+}
+
+/* The next victim: the oldest consumed block, else the LRU tail. */
+static struct cache_entry *
+victim_locked(struct block_cache *c)
+{
+  return c->done_tail ? c->done_tail : c->lru_tail;
 }
 
 static void
@@ -131,9 +173,10 @@ unhash(struct block_cache *c, struct cache_entry *e)
 static void
 evict_locked(struct block_cache *c, uint64_t extra, struct cache_entry **victims)
 {
-  while (c->lru_tail && c->st.bytes + extra > c->budget) {
-    struct cache_entry *e = c->lru_tail;
+  struct cache_entry *e;
 
+  while ((e = victim_locked(c)) != NULL &&
+         (c->st.bytes + extra > c->budget || (extra && c->ndone >= c->done_cap))) {
     lru_unlink(c, e);
     unhash(c, e);
     c->st.bytes -= EBS_BLOCK_SIZE;
@@ -169,6 +212,7 @@ take_locked(struct block_cache *c, struct cache_entry *e)
 {
   if (e->in_lru)
     lru_unlink(c, e);
+  e->consumed = false;                  /* wanted again: an ordinary block */
   e->refs++;
   c->st.hits++;
   return e->state == E_READY ? BLOCK_READY : BLOCK_PENDING;
@@ -225,6 +269,8 @@ block_cache_get(struct block_cache *c, const void *owner, uint32_t index,
   fresh->refs = 2;                      /* the caller and the fetch */
   fresh->waiters = 0;
   fresh->in_lru = false;
+  fresh->in_done = false;
+  fresh->consumed = false;
   fresh->lru_prev = fresh->lru_next = NULL;
   fresh->hashed = true;
   {
@@ -331,6 +377,16 @@ uint32_t
 block_cache_index(const struct cache_entry *e)
 {
   return e->index;
+}
+
+void
+block_cache_mark_consumed(struct cache_entry *e)
+{
+  struct block_cache *c = e->cache;
+
+  pthread_mutex_lock(&c->lock);
+  e->consumed = true;
+  pthread_mutex_unlock(&c->lock);
 }
 
 void
