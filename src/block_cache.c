@@ -9,11 +9,12 @@
  * Drop-behind: a block a sequential reader has read to its end is already in
  * the kernel's page cache (keep_cache), so keeping it here is worth less than
  * any other block.  Such "consumed" blocks go on their own list, evicted
- * before the LRU, and once that list holds more than a small share of the
- * budget its oldest buffer is recycled for the next miss even below the
- * budget.  A stream thus cycles through the same few hundred buffers instead
- * of touching the whole budget: first-touch page faults of fresh memory cost
- * more CPU than the transfer itself on the machines we measured (RESULTS.md).
+ * before the LRU when the budget is full: a long stream cycles through its
+ * own buffers instead of flushing the blocks random readers (a loop-mounted
+ * file system's metadata) keep coming back to.  Below the budget nothing is
+ * evicted: the kernel may drop its pages, and then the blocks must still be
+ * here (an earlier version recycled consumed blocks below the budget to save
+ * first-touch page faults, and a warm re-read went back to the network).
  */
 #include <config.h>
 
@@ -28,8 +29,6 @@
 #include "log.h"
 
 #define DEFAULT_BUDGET (64ull * EBS_BLOCK_SIZE)
-#define DONE_SHARE 16                   /* consumed list: 1/16 of the budget... */
-#define DONE_MIN 128u                   /* ...but at least 64 MiB of blocks */
 
 enum entry_state { E_FETCHING, E_READY, E_FAILED };
 
@@ -58,8 +57,6 @@ struct block_cache {
   uint64_t budget;
   struct cache_entry *lru_head, *lru_tail;  /* head: most recently used */
   struct cache_entry *done_head, *done_tail; /* consumed blocks; head: newest */
-  uint64_t ndone;
-  uint64_t done_cap;                    /* entries the consumed list keeps */
   struct block_cache_stats st;
   void *zero;
 };
@@ -82,11 +79,6 @@ block_cache_new(uint64_t budget_bytes)
   if (c == NULL)
     return NULL;
   c->budget = budget_bytes ? budget_bytes : DEFAULT_BUDGET;
-  /* Enough that re-reading what a stream just passed still hits (a window's
-   * worth), small enough to stay a fraction of the budget. */
-  c->done_cap = c->budget / EBS_BLOCK_SIZE / DONE_SHARE;
-  if (c->done_cap < DONE_MIN)
-    c->done_cap = DONE_MIN;
   /* About two buckets per block the budget holds, at least 1024. */
   want = c->budget / EBS_BLOCK_SIZE * 2;
   c->nbuckets = 1024;
@@ -142,8 +134,6 @@ lru_unlink(struct block_cache *c, struct cache_entry *e)
   if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
   else *tail = e->lru_prev;
   e->lru_prev = e->lru_next = NULL;
-  if (e->in_done)
-    c->ndone--;
   e->in_lru = false;
   e->in_done = false;
 }
@@ -161,8 +151,6 @@ lru_push_head(struct block_cache *c, struct cache_entry *e)
   *head = e;
   e->in_lru = true;
   e->in_done = e->consumed;
-  if (e->in_done)
-    c->ndone++;
 }
 
 /* The next victim: the oldest consumed block, else the LRU tail. */
@@ -193,8 +181,7 @@ evict_locked(struct block_cache *c, uint64_t extra, struct cache_entry **victims
 {
   struct cache_entry *e;
 
-  while ((e = victim_locked(c)) != NULL &&
-         (c->st.bytes + extra > c->budget || (extra && c->ndone >= c->done_cap))) {
+  while ((e = victim_locked(c)) != NULL && c->st.bytes + extra > c->budget) {
     lru_unlink(c, e);
     unhash(c, e);
     c->st.bytes -= EBS_BLOCK_SIZE;
