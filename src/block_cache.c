@@ -5,6 +5,16 @@
  * Each entry has its own condition variable so a reader sleeps only until its
  * own block arrives.  Entries evicted by the budget are recycled (struct and
  * buffer) for the next miss, so a steady stream of misses does not malloc.
+ *
+ * Drop-behind: a block a sequential reader has read to its end is already in
+ * the kernel's page cache (keep_cache), so keeping it here is worth less than
+ * any other block.  Such "consumed" blocks go on their own list, evicted
+ * before the LRU when the budget is full: a long stream cycles through its
+ * own buffers instead of flushing the blocks random readers (a loop-mounted
+ * file system's metadata) keep coming back to.  Below the budget nothing is
+ * evicted: the kernel may drop its pages, and then the blocks must still be
+ * here (an earlier version recycled consumed blocks below the budget to save
+ * first-touch page faults, and a warm re-read went back to the network).
  */
 #include <config.h>
 
@@ -12,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "block_cache.h"
 #include "ebs.h"
@@ -31,6 +42,8 @@ struct cache_entry {
   unsigned waiters;
   bool hashed;                          /* findable by get */
   bool in_lru;                          /* refs == 0, ready, hashed */
+  bool consumed;                        /* read to its end by a stream */
+  bool in_done;                         /* on the consumed list, not the LRU */
   struct cache_entry *hnext;
   struct cache_entry *lru_prev, *lru_next;
   pthread_cond_t cond;
@@ -43,6 +56,7 @@ struct block_cache {
   size_t nbuckets;                      /* power of two */
   uint64_t budget;
   struct cache_entry *lru_head, *lru_tail;  /* head: most recently used */
+  struct cache_entry *done_head, *done_tail; /* consumed blocks; head: newest */
   struct block_cache_stats st;
   void *zero;
 };
@@ -82,6 +96,23 @@ block_cache_new(uint64_t budget_bytes)
   return c;
 }
 
+/* A block buffer, its pages made resident in one call.  Letting the fetch's
+ * memcpy fault them in one 4 KiB page at a time cost 3-6x more CPU on the
+ * build machine (a VM where every fault is expensive; RESULTS.md).  Kernels
+ * before 5.14 lack MADV_POPULATE_WRITE: then the pages fault in as before. */
+static void *
+block_alloc(void)
+{
+  void *p = NULL;
+
+  if (posix_memalign(&p, 4096, EBS_BLOCK_SIZE) != 0)
+    return NULL;
+#ifdef MADV_POPULATE_WRITE
+  (void) madvise(p, EBS_BLOCK_SIZE, MADV_POPULATE_WRITE);  /* a hint: failure is harmless */
+#endif
+  return p;
+}
+
 static void
 entry_destroy(struct cache_entry *e)
 {
@@ -90,26 +121,43 @@ entry_destroy(struct cache_entry *e)
   free(e);
 }
 
+/* An unreferenced, ready entry is on exactly one of two lists (in_lru):
+ * the LRU, or the consumed list when in_done. */
 static void
 lru_unlink(struct block_cache *c, struct cache_entry *e)
 {
+  struct cache_entry **head = e->in_done ? &c->done_head : &c->lru_head;
+  struct cache_entry **tail = e->in_done ? &c->done_tail : &c->lru_tail;
+
   if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
-  else c->lru_head = e->lru_next;
+  else *head = e->lru_next;
   if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
-  else c->lru_tail = e->lru_prev;
+  else *tail = e->lru_prev;
   e->lru_prev = e->lru_next = NULL;
   e->in_lru = false;
+  e->in_done = false;
 }
 
 static void
 lru_push_head(struct block_cache *c, struct cache_entry *e)
 {
+  struct cache_entry **head = e->consumed ? &c->done_head : &c->lru_head;
+  struct cache_entry **tail = e->consumed ? &c->done_tail : &c->lru_tail;
+
   e->lru_prev = NULL;
-  e->lru_next = c->lru_head;
-  if (c->lru_head) c->lru_head->lru_prev = e;
-  else c->lru_tail = e;
-  c->lru_head = e;
+  e->lru_next = *head;
+  if (*head) (*head)->lru_prev = e;
+  else *tail = e;
+  *head = e;
   e->in_lru = true;
+  e->in_done = e->consumed;
+}
+
+/* The next victim: the oldest consumed block, else the LRU tail. */
+static struct cache_entry *
+victim_locked(struct block_cache *c)
+{
+  return c->done_tail ? c->done_tail : c->lru_tail;
 }
 
 static void
@@ -131,9 +179,9 @@ unhash(struct block_cache *c, struct cache_entry *e)
 static void
 evict_locked(struct block_cache *c, uint64_t extra, struct cache_entry **victims)
 {
-  while (c->lru_tail && c->st.bytes + extra > c->budget) {
-    struct cache_entry *e = c->lru_tail;
+  struct cache_entry *e;
 
+  while ((e = victim_locked(c)) != NULL && c->st.bytes + extra > c->budget) {
     lru_unlink(c, e);
     unhash(c, e);
     c->st.bytes -= EBS_BLOCK_SIZE;
@@ -169,6 +217,7 @@ take_locked(struct block_cache *c, struct cache_entry *e)
 {
   if (e->in_lru)
     lru_unlink(c, e);
+  e->consumed = false;                  /* wanted again: an ordinary block */
   e->refs++;
   c->st.hits++;
   return e->state == E_READY ? BLOCK_READY : BLOCK_PENDING;
@@ -200,7 +249,7 @@ block_cache_get(struct block_cache *c, const void *owner, uint32_t index,
     fresh = calloc(1, sizeof *fresh);
     if (fresh == NULL)
       return -ENOMEM;
-    fresh->data = malloc(EBS_BLOCK_SIZE);
+    fresh->data = block_alloc();
     if (fresh->data == NULL || pthread_cond_init(&fresh->cond, NULL) != 0) {
       free(fresh->data);
       free(fresh);
@@ -225,6 +274,8 @@ block_cache_get(struct block_cache *c, const void *owner, uint32_t index,
   fresh->refs = 2;                      /* the caller and the fetch */
   fresh->waiters = 0;
   fresh->in_lru = false;
+  fresh->in_done = false;
+  fresh->consumed = false;
   fresh->lru_prev = fresh->lru_next = NULL;
   fresh->hashed = true;
   {
@@ -331,6 +382,16 @@ uint32_t
 block_cache_index(const struct cache_entry *e)
 {
   return e->index;
+}
+
+void
+block_cache_mark_consumed(struct cache_entry *e)
+{
+  struct block_cache *c = e->cache;
+
+  pthread_mutex_lock(&c->lock);
+  e->consumed = true;
+  pthread_mutex_unlock(&c->lock);
 }
 
 void

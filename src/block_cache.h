@@ -70,6 +70,12 @@ void *block_cache_data(struct cache_entry *e);
 const void *block_cache_owner(const struct cache_entry *e);
 uint32_t block_cache_index(const struct cache_entry *e);
 
+/* Drop-behind hint: a sequential reader has read the block to its end (the
+ * kernel's page cache holds it now).  When its last reference goes, it is
+ * evicted before any ordinary block, and its buffer recycled early.  A later
+ * get of the block makes it ordinary again. */
+void block_cache_mark_consumed(struct cache_entry *e);
+
 void block_cache_release(struct cache_entry *e);
 
 /* Drop every unreferenced, completed entry of owner (image close).  Entries

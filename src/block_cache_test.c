@@ -1,6 +1,6 @@
 /* block_cache_test.c - LRU by byte budget, references pin entries, single
  * flight (N readers, one fetch), failures reach every waiter and are not
- * cached.  The "fetches" here are fake: a thread that fills the buffer. */
+ * cached, drop-behind (consumed blocks are evicted first, but only over budget).  The "fetches" here are fake: a thread that fills the buffer. */
 #include <config.h>
 
 #include <errno.h>
@@ -67,6 +67,56 @@ test_lru(void)
   CHECK(!block_cache_contains(c, &owner_a, 0));
   block_cache_get_stats(c, &st);
   CHECK_INTEQ(st.bytes, 0);
+  block_cache_free(c);
+}
+
+/* Fetch, complete, mark consumed (a stream read it to its end), release. */
+static void
+fill_consumed(struct block_cache *c, const void *owner, uint32_t index)
+{
+  struct cache_entry *e;
+  enum block_state st;
+
+  CHECK_INTEQ(block_cache_get(c, owner, index, &e, &st), 0);
+  CHECK_INTEQ(st, BLOCK_FETCH);
+  memset(block_cache_data(e), (int) index, EBS_BLOCK_SIZE);
+  block_cache_fetch_done(e, 0);
+  block_cache_mark_consumed(e);
+  block_cache_release(e);
+}
+
+static void
+test_drop_behind(void)
+{
+  /* Budget 4 blocks: consumed blocks are evicted before older ordinary ones. */
+  struct block_cache *c = block_cache_new(4ull * EBS_BLOCK_SIZE);
+  struct block_cache_stats st;
+  uint32_t i;
+
+  fill(c, &owner_a, 0);
+  fill_consumed(c, &owner_a, 1);
+  fill_consumed(c, &owner_a, 2);
+  fill(c, &owner_a, 3);
+  fill(c, &owner_a, 4);                 /* evicts 1, the oldest consumed */
+  CHECK(block_cache_contains(c, &owner_a, 0));
+  CHECK(!block_cache_contains(c, &owner_a, 1));
+  CHECK(block_cache_contains(c, &owner_a, 2));
+  touch(c, &owner_a, 2);                /* read again: ordinary, most recent */
+  fill(c, &owner_a, 5);                 /* so the LRU's oldest, 0, goes */
+  CHECK(!block_cache_contains(c, &owner_a, 0));
+  CHECK(block_cache_contains(c, &owner_a, 2));
+  block_cache_drop_owner(c, &owner_a);
+  block_cache_free(c);
+
+  /* Below the budget nothing is evicted, consumed or not. */
+  c = block_cache_new(4096ull * EBS_BLOCK_SIZE);
+  for (i = 0; i < 1000; i++)
+    fill_consumed(c, &owner_a, i);
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.entries, 1000);
+  CHECK_INTEQ(st.evictions, 0);
+  touch(c, &owner_a, 0);
+  block_cache_drop_owner(c, &owner_a);
   block_cache_free(c);
 }
 
@@ -249,6 +299,7 @@ int
 main(void)
 {
   test_lru();
+  test_drop_behind();
   test_refs_pin();
   test_single_flight();
   test_no_head_of_line();

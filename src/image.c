@@ -391,6 +391,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   uint64_t first, last, ra_first = 0, b;
   unsigned nra, i, n;
   struct ebs_error err;
+  bool stream;
   size_t done;
   int rc = 0;
 
@@ -419,6 +420,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
 
   pthread_mutex_lock(&r->lock);
   nra = readahead_on_read(&r->ra, off, len, img->nblocks, &ra_first);
+  stream = r->ra.window > 0;
   pthread_mutex_unlock(&r->lock);
 
   /* Start every missing block of this read before waiting for any. */
@@ -502,8 +504,13 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
     s->fd = -1;
     s->fd_offset = 0;
     s->len = take;
-    if (ent[i])
+    if (ent[i]) {
+      /* A stream that read this block to its end will not come back for it:
+       * drop-behind (block_cache.h). */
+      if (stream && skip + take == EBS_BLOCK_SIZE)
+        block_cache_mark_consumed(ent[i]);
       rd->ref_[rd->nref_++] = ent[i];
+    }
     done += take;
   }
   return (ssize_t) done;
