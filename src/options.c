@@ -325,7 +325,7 @@ options_usage(const char *progname)
          "    -o endpoint=URL        EBS endpoint (default: AWS_ENDPOINT_URL_EBS,\n"
          "                           AWS_ENDPOINT_URL, then https://ebs.REGION.amazonaws.com)\n"
          "    -o ca_bundle=FILE      CA certificates for TLS (default: the system's)\n"
-         "    -o cache_size=SIZE     block cache shared by all snapshots (default: 1G);\n"
+         "    -o cache_size=SIZE     block cache shared by all snapshots (default: 256M);\n"
          "                           K, M, G, T suffixes\n"
          "    -o max_requests=N      requests in flight per snapshot: block fetches, and\n"
          "                           PUTs when committing (default: %u)\n"

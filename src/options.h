@@ -24,7 +24,12 @@
 
 /* Defaults, printed by -h.  max_requests: Little's law - 1000 req/s (the
  * per-snapshot ceiling) x ~100 ms per GetSnapshotBlock = 100 in flight. */
-#define OPT_DEFAULT_CACHE_SIZE    (1024ull * 1024 * 1024)
+/* cache_size: the kernel keeps its page cache of what was read (snapshots
+ * never change), so ours mainly holds readahead and the unread rest of partly
+ * read blocks; 256M covers a few 64M readahead windows.  1G cost a 1 GiB RSS
+ * on every dd and, in the benchmark's VM, 2x the CPU per GiB for faulting
+ * fresh cache memory in (tests/bench/RESULTS.md). */
+#define OPT_DEFAULT_CACHE_SIZE    (256ull * 1024 * 1024)
 #define OPT_DEFAULT_MAX_REQUESTS  128u
 #define OPT_DEFAULT_READAHEAD     (64ull * 1024 * 1024)
 #define OPT_DEFAULT_RATE_LIMIT    900.0
