@@ -234,6 +234,7 @@ wait_until 120 '[ "$(emu_counter PutSnapshotBlock)" -ge 4 ]' ||
 kill9_daemon "$EBSFS_PID" "$MNT"
 wait_pid "$cpid" 60 >/dev/null
 dead=$(snapshots_of "$SRC_SNAP" | head -n 1)
+[ "$(snap_info "$dead" Timeout)" = 10 ] || fail "(d) -o commit_timeout=10 gave StartSnapshot Timeout '$(snap_info "$dead" Timeout)'"
 wait_until 30 '[ "$(snap_info "$dead" Status)" = error ]' || fail "(d) $dead did not time out (status $(snap_info "$dead" Status))"
 emu_config '{"latency_ms": 0}'
 resume_ok "$STG"
