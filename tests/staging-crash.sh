@@ -223,7 +223,7 @@ check_resumed c2 "$SRC_SNAP" "$EXP" "$done_id"
 # ---- (d) the pending snapshot timed out: a fresh one ---------------------------------
 # timeout_unit_s 0.1: commit_timeout=10 "minutes" is 1 s without a PUT.
 setup_case d "max_requests=2,commit_timeout=10"
-write_blocks "$IMG" "$EXP" 51 $(seq 600 619)
+write_blocks "$IMG" "$EXP" 51 $(seq 600 639)
 emu_config '{"latency_ms": 300, "timeout_unit_s": 0.1}'
 emu_reset_counters
 "$EBSFS" --commit "$IMG" >"$EMU_TMP/commit-d.out" 2>"$EMU_TMP/commit-d.err" &
@@ -234,6 +234,7 @@ wait_until 120 '[ "$(emu_counter PutSnapshotBlock)" -ge 4 ]' ||
 kill9_daemon "$EBSFS_PID" "$MNT"
 wait_pid "$cpid" 60 >/dev/null
 dead=$(snapshots_of "$SRC_SNAP" | head -n 1)
+[ "$(snap_info "$dead" Status)" != completed ] || fail "(d) test setup: the commit completed before the kill"
 [ "$(snap_info "$dead" Timeout)" = 10 ] || fail "(d) -o commit_timeout=10 gave StartSnapshot Timeout '$(snap_info "$dead" Timeout)'"
 wait_until 30 '[ "$(snap_info "$dead" Status)" = error ]' || fail "(d) $dead did not time out (status $(snap_info "$dead" Status))"
 emu_config '{"latency_ms": 0}'
