@@ -500,7 +500,7 @@ commit_at_unmount(struct mount *m)
   if (r == 1) {
     staging_last_committed(m->staging, last);
     if (last[0])
-      log_info("nothing written since %s, no snapshot created", last);
+      log_info("nothing written, no snapshot created (the last commit was %s)", last);
     else
       log_info("nothing written, no snapshot created");
   }

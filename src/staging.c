@@ -3,9 +3,8 @@
  * State lives in three bitmaps over the volume's blocks - present (the block
  * is in its data file), dirty (written since the last commit) and put (sent to
  * the pending snapshot, not written since) - rebuilt at open by replaying the
- * journal.  Journal lines are "<record> #<fnv32>\n"; a line that is cut short
- * or fails its checksum at the end of the file is what a crash mid-append
- * leaves, and is cut off; anywhere else it is corruption and opening fails.
+ * journal (its line format: staging_journal.c).  A torn last line - what a
+ * crash mid-append leaves - is cut off; damage further up refuses to open.
  *
  * Order of writes keeps the journal honest: block data is written to
  * its data file before its "W" record, and a write is acknowledged only after
@@ -30,6 +29,7 @@
 
 #include "log.h"
 #include "staging.h"
+#include "staging_journal.h"
 
 /* Block b lives in data file b / CHUNK_BLOCKS at (b % CHUNK_BLOCKS) * 512 KiB:
  * 512 GiB files, far below any file system's size limit, created on first use. */
@@ -37,7 +37,6 @@
 #define DATA_FILE_FMT "blocks-%04u.dat"
 #define JOURNAL_FILE "journal"
 #define JOURNAL_VERSION 1
-#define LINE_MAX_LEN (4 * STAGING_TEXT_MAX + 256)
 
 struct staging {
   char *dir;
@@ -64,82 +63,7 @@ static void bit_set(uint8_t *m, uint64_t b) { m[b >> 3] = (uint8_t) (m[b >> 3] |
 static void bit_clear(uint8_t *m, uint64_t b) { m[b >> 3] = (uint8_t) (m[b >> 3] & ~(1u << (b & 7))); }
 static size_t bitmap_bytes(uint64_t n) { return (size_t) ((n + 7) / 8); }
 
-/* ---- text fields -------------------------------------------------------------- */
-
-/* Fields are separated by spaces: anything that is not plain printable
- * ASCII (and '%', '#', '-' alone) is %XX-encoded; "" is written as "-". */
-void
-staging_encode(const char *in, char *out, size_t cap)
-{
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-
-  if (cap == 0)
-    return;
-  if (*in == '\0' || strcmp(in, "-") == 0) {
-    snprintf(out, cap, "%s", *in ? "%2D" : "-");
-    return;
-  }
-  for (const unsigned char *p = (const unsigned char *) in; *p && o + 4 <= cap; p++) {
-    if (*p > ' ' && *p < 0x7f && *p != '%' && *p != '#') {
-      out[o++] = (char) *p;
-    } else {
-      out[o++] = '%';
-      out[o++] = hex[*p >> 4];
-      out[o++] = hex[*p & 15];
-    }
-  }
-  out[o] = '\0';
-}
-
-static int
-hexval(char c)
-{
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-int
-staging_decode(const char *in, char *out, size_t cap)
-{
-  size_t o = 0;
-
-  if (strcmp(in, "-") == 0) {
-    if (cap)
-      out[0] = '\0';
-    return 0;
-  }
-  for (const char *p = in; *p; p++) {
-    int c = (unsigned char) *p;
-    if (c == '%') {
-      int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
-      if (h < 0 || l < 0)
-        return -EINVAL;
-      c = h * 16 + l;
-      p += 2;
-    }
-    if (o + 1 >= cap)
-      return -ENAMETOOLONG;
-    out[o++] = (char) c;
-  }
-  out[o] = '\0';
-  return 0;
-}
-
 /* ---- the journal --------------------------------------------------------------- */
-
-static uint32_t
-fnv32(const char *s, size_t n)
-{
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char) s[i];
-    h *= 16777619u;
-  }
-  return h;
-}
 
 /* Append one record; caller holds s->lock (or is alone, at open). */
 static int
@@ -148,31 +72,19 @@ journal_append(struct staging *s, const char *fmt, ...) __attribute__((format(pr
 static int
 journal_append(struct staging *s, const char *fmt, ...)
 {
-  char line[LINE_MAX_LEN + 16];
+  char rec[JOURNAL_RECORD_MAX + 1];
   va_list ap;
-  int n, m;
-  ssize_t w;
+  int n, rc;
 
   va_start(ap, fmt);
-  n = vsnprintf(line, LINE_MAX_LEN, fmt, ap);
+  n = vsnprintf(rec, sizeof rec, fmt, ap);
   va_end(ap);
-  if (n < 0 || n >= LINE_MAX_LEN)
+  if (n < 0 || (size_t) n >= sizeof rec)
     return -ENAMETOOLONG;
-  m = snprintf(line + n, sizeof line - (size_t) n, " #%08" PRIx32 "\n", fnv32(line, (size_t) n));
-  if (m < 0)
-    return -EIO;
-  n += m;
-  /* One write(2) of a short line to an O_APPEND file: a crash leaves it
-   * whole or cut short, and a short one is dropped at replay. */
-  do
-    w = write(s->journal_fd, line, (size_t) n);
-  while (w < 0 && errno == EINTR);
-  if (w != n) {
-    int e = w < 0 ? errno : EIO;
-    log_error("staging %s: journal write: %s", s->dir, strerror(e));
-    return -e;
-  }
-  return 0;
+  rc = journal_write(s->journal_fd, rec);
+  if (rc < 0)
+    log_error("staging %s: journal write: %s", s->dir, strerror(-rc));
+  return rc;
 }
 
 static int
@@ -248,6 +160,24 @@ apply_record(struct staging *s, char *rec, bool *have_header)
     *have_header = true;
     return 1;                         /* tells open to allocate the bitmaps */
   }
+  case 'B': {
+    /* A compacted run of present blocks: "B FIRST HEX", 4 blocks a digit. */
+    const char *h;
+    if (nf != 3 || parse_block(s, f[1], &b) < 0)
+      return -EINVAL;
+    for (h = f[2]; *h; h++, b += 4) {
+      int v = *h >= '0' && *h <= '9' ? *h - '0' : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10 : -1;
+      if (v < 0)
+        return -EINVAL;
+      for (int k = 0; k < 4; k++)
+        if ((v >> k) & 1) {
+          if (b + (uint64_t) k >= s->nblocks)
+            return -EINVAL;
+          bit_set(s->present, b + (uint64_t) k);
+        }
+    }
+    return 0;
+  }
   case 'W':
     if (nf != 2 || parse_block(s, f[1], &b) < 0)
       return -EINVAL;
@@ -322,73 +252,61 @@ alloc_bitmaps(struct staging *s)
   return s->present && s->dirty && s->put && s->busy ? 0 : -ENOMEM;
 }
 
+struct replay_ctx {
+  struct staging *s;
+  bool have_header;
+  size_t lineno;
+  int bad;                              /* apply_record's error */
+};
+
+static int
+replay_one(void *arg, char *rec)
+{
+  struct replay_ctx *r = arg;
+  int rc;
+
+  r->lineno++;
+  rc = apply_record(r->s, rec, &r->have_header);
+  if (rc == 1)
+    rc = alloc_bitmaps(r->s);
+  if (rc < 0)
+    r->bad = rc;
+  return rc < 0 ? rc : 0;
+}
+
 /* Replay the journal; cut a torn last line off.  Returns 0 or -errno. */
 static int
 replay(struct staging *s, char *msg, size_t msglen)
 {
-  FILE *f;
-  char *line = NULL;
-  size_t cap = 0, lineno = 0;
-  off_t good = 0, pos = 0;
-  bool have_header = false, torn = false;
-  ssize_t n;
-  int fd, rc = 0;
+  struct replay_ctx r = { .s = s };
+  struct journal_scan scan;
+  int rc = journal_read(s->journal_fd, replay_one, &r, &scan);
 
-  fd = dup(s->journal_fd);
-  if (fd < 0 || (f = fdopen(fd, "r")) == NULL) {
-    rc = -errno;
-    if (fd >= 0)
-      close(fd);
-    snprintf(msg, msglen, "%s/%s: %s", s->dir, JOURNAL_FILE, strerror(-rc));
+  if (rc < 0) {
+    if (r.bad)
+      snprintf(msg, msglen, "%s/%s: line %zu: %s", s->dir, JOURNAL_FILE, r.lineno,
+               rc == -EXDEV ? "the staging area belongs to another image" :
+               rc == -ENOMEM ? "out of memory" : "bad record");
+    else if (rc == -EIO)
+      snprintf(msg, msglen, "%s/%s: line %zu is damaged", s->dir, JOURNAL_FILE, scan.lines + 1);
+    else
+      snprintf(msg, msglen, "%s/%s: %s", s->dir, JOURNAL_FILE, strerror(-rc));
     return rc;
   }
-  rewind(f);
-  while ((n = getline(&line, &cap, f)) > 0) {
-    char *hash;
-    uint32_t want;
-    int r;
-
-    lineno++;
-    pos += n;
-    hash = line[n - 1] == '\n' ? strrchr(line, '#') : NULL;
-    if (hash == NULL || hash == line || hash[-1] != ' ' ||
-        sscanf(hash + 1, "%8" SCNx32, &want) != 1 ||
-        fnv32(line, (size_t) (hash - line - 1)) != want) {
-      torn = true;                    /* only acceptable as the last line */
-      break;
-    }
-    hash[-1] = '\0';
-    r = apply_record(s, line, &have_header);
-    if (r == 1)
-      r = alloc_bitmaps(s);
-    if (r < 0) {
-      rc = r;
-      snprintf(msg, msglen, "%s/%s: line %zu: %s", s->dir, JOURNAL_FILE, lineno,
-               r == -EXDEV ? "the staging area belongs to another image" :
-               r == -ENOMEM ? "out of memory" : "bad record");
-      break;
-    }
-    good = pos;
-  }
-  if (rc == 0 && torn && getline(&line, &cap, f) > 0) {
-    rc = -EIO;
-    snprintf(msg, msglen, "%s/%s: line %zu is damaged", s->dir, JOURNAL_FILE, lineno);
-  }
-  free(line);
-  fclose(f);
-  if (rc == 0 && torn) {
+  if (scan.torn) {
     log_warn("staging %s: dropping the incomplete last journal record (line %zu)",
-             s->dir, lineno);
-    if (ftruncate(s->journal_fd, good) != 0) {
+             s->dir, scan.lines + 1);
+    if (ftruncate(s->journal_fd, scan.good_end) != 0) {
       rc = -errno;
       snprintf(msg, msglen, "%s/%s: truncate: %s", s->dir, JOURNAL_FILE, strerror(-rc));
+      return rc;
     }
   }
-  if (rc == 0 && !have_header) {
-    rc = -ENOENT;
+  if (!r.have_header) {
     snprintf(msg, msglen, "%s: no staging journal", s->dir);
+    return -ENOENT;
   }
-  return rc;
+  return 0;
 }
 
 /* ---- open / close -------------------------------------------------------------- */
@@ -557,6 +475,9 @@ staging_remove(struct staging *s)
     if (unlink(path) != 0 && errno != ENOENT)
       rc = -errno;
   }
+  snprintf(path, sizeof path, "%s/%s.compact", s->dir, JOURNAL_FILE);
+  if (unlink(path) != 0 && errno != ENOENT)   /* left by a crash mid-compaction */
+    rc = -errno;
   snprintf(path, sizeof path, "%s/%s", s->dir, JOURNAL_FILE);
   if (unlink(path) != 0 && errno != ENOENT)
     rc = -errno;
@@ -935,9 +856,91 @@ staging_log_put(struct staging *s, uint64_t block)
   return rc;
 }
 
+/* ---- compaction ----------------------------------------------------------------- */
+
+#define COMPACT_MIN_BYTES (256 * 1024)  /* smaller journals are left alone */
+#define B_RECORD_DIGITS 2048            /* 8192 blocks per "B" record */
+
+/* After a commit nothing is dirty or pending: the whole state is the present
+ * blocks and the last commit.  Write that to a new journal, locked before it
+ * replaces the old one (rename is atomic: a crash leaves one or the other).
+ * Caller holds s->lock.  0 or -errno (the old journal then stays). */
+static int
+compact(struct staging *s)
+{
+  char tmp[PATH_MAX], path[PATH_MAX], rec[B_RECORD_DIGITS + 64];
+  static const char hex[] = "0123456789abcdef";
+  int old = s->journal_fd, fd, rc = 0;
+
+  snprintf(path, sizeof path, "%s/%s", s->dir, JOURNAL_FILE);
+  snprintf(tmp, sizeof tmp, "%s/%s.compact", s->dir, JOURNAL_FILE);
+  fd = open(tmp, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = -errno;
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  s->journal_fd = fd;                   /* journal_append writes here for now */
+  rc = journal_append(s, "H %d %s %llu", JOURNAL_VERSION, s->source ? s->source : "-",
+                      (unsigned long long) s->size);
+  for (uint64_t b = 0; rc == 0 && b < s->nblocks; b += 4 * B_RECORD_DIGITS) {
+    size_t n = 0, last = 0;
+    int len;
+
+    len = snprintf(rec, sizeof rec, "B %llu ", (unsigned long long) b);
+    for (uint64_t x = b; x < s->nblocks && n < B_RECORD_DIGITS; x += 4, n++) {
+      int v = 0;
+      for (int k = 0; k < 4 && x + (uint64_t) k < s->nblocks; k++)
+        v |= bit_get(s->present, x + (uint64_t) k) << k;
+      rec[len + (int) n] = hex[v];
+      if (v)
+        last = n + 1;
+    }
+    if (last == 0)
+      continue;                         /* nothing present here */
+    rec[len + (int) last] = '\0';
+    rc = journal_write(fd, rec);
+  }
+  if (rc == 0 && s->last_committed[0])
+    rc = journal_append(s, "C %s", s->last_committed);
+  s->journal_fd = old;
+  if (rc == 0 && fsync(fd) != 0)
+    rc = -errno;
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  /* Swap the file behind the same descriptor number: a concurrent fsync of
+   * s->journal_fd reaches one journal or the other, never a closed fd.  The
+   * lock belongs to the new file's description, which old now holds. */
+  if (dup2(fd, old) < 0) {
+    rc = -errno;
+    close(fd);
+    return rc;                          /* the new journal is in place; old still writes the old */
+  }
+  close(fd);
+  /* The rename itself must survive a crash too. */
+  {
+    int d = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      if (fsync(d) != 0)
+        log_debug(LOG_SUB_STAGING, "staging %s: fsync: %s", s->dir, strerror(errno));
+      close(d);
+    }
+  }
+  return 0;
+}
+
 int
 staging_log_committed(struct staging *s, const char *snapshot_id)
 {
+  struct stat st;
   int rc;
 
   pthread_mutex_lock(&s->lock);
@@ -951,7 +954,27 @@ staging_log_committed(struct staging *s, const char *snapshot_id)
     memset(&s->attempt, 0, sizeof s->attempt);
   }
   pthread_mutex_unlock(&s->lock);
-  return rc == 0 ? staging_sync_journal(s) : rc;
+  if (rc == 0)
+    rc = staging_sync_journal(s);
+  /* Each commit adds a W and a P line per block: keep the journal the size
+   * of what it must remember (which blocks are here, the last commit). */
+  if (rc == 0 && fstat(s->journal_fd, &st) == 0 && st.st_size >= COMPACT_MIN_BYTES) {
+    int r = staging_compact(s);
+    if (r < 0)
+      log_warn("staging %s: cannot compact the journal: %s", s->dir, strerror(-r));
+  }
+  return rc;
+}
+
+int
+staging_compact(struct staging *s)
+{
+  int rc;
+
+  pthread_mutex_lock(&s->lock);
+  rc = s->ndirty || s->pending ? -EBUSY : compact(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 int

@@ -121,9 +121,9 @@ int staging_log_committed(struct staging *s, const char *snapshot_id);
  * since their PUT: it becomes the parent, and only those blocks stay dirty. */
 int staging_log_rebased(struct staging *s, const char *snapshot_id);
 int staging_sync_journal(struct staging *s);
-
-/* Text fields of the journal are percent-encoded (exposed for the test). */
-void staging_encode(const char *in, char *out, size_t cap);
-int staging_decode(const char *in, char *out, size_t cap);
+/* Rewrite the journal as just what it must remember (present blocks, the
+ * last commit); done by staging_log_committed once the journal is large.
+ * Only with nothing dirty or pending (-EBUSY).  0 or -errno. */
+int staging_compact(struct staging *s);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "staging.h"
+#include "staging_journal.h"
 #include "testing.h"
 
 #define B EBS_BLOCK_SIZE
@@ -275,6 +276,82 @@ test_attempts(void)
   CHECK(access(dir, F_OK) != 0);
 }
 
+/* The longest attempt record (every text field full of bytes that encode to
+ * three) still fits one journal line and replays intact. */
+static void
+test_long_attempt(void)
+{
+  static struct staging_attempt a, got;
+  struct staging *s = open_ok(NULL);
+
+  if (s == NULL)
+    return;
+  memset(&a, 0, sizeof a);
+  snprintf(a.token, sizeof a.token, "%.*s", STAGING_TOKEN_MAX, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  a.volume_size_gib = 65536;
+  a.timeout_minutes = 4320;
+  memset(a.description, ' ', STAGING_TEXT_MAX);
+  memset(a.tags, '#', STAGING_TEXT_MAX);
+  memset(a.kms_key_arn, '%', STAGING_TEXT_MAX);
+  CHECK(staging_log_attempt(s, &a) == 0);
+  staging_close(s);
+  s = open_ok(NULL);
+  if (s == NULL)
+    return;
+  CHECK(staging_pending(s, &got));
+  CHECK_STREQ(got.description, a.description);
+  CHECK_STREQ(got.tags, a.tags);
+  CHECK_STREQ(got.kms_key_arn, a.kms_key_arn);
+  CHECK_STREQ(got.token, a.token);
+  staging_close(s);
+}
+
+/* After commits, the journal is rewritten as present blocks + last commit:
+ * the same state replays, appends go on, and the directory stays locked. */
+static void
+test_compact(void)
+{
+  struct staging *s = open_ok("snap-0123abcd"), *s2 = NULL;
+  static char blk[B];
+  struct staging_attempt a;
+  char id[EBS_SNAPSHOT_ID_MAX + 1], p[512];
+  struct stat st1, st2;
+
+  if (s == NULL)
+    return;
+  memset(blk, 'c', sizeof blk);
+  for (uint64_t b = 0; b < 8; b += 2) {    /* blocks 0, 2, 4, 6 */
+    CHECK(staging_begin_block(s, b) == 1);
+    CHECK(staging_fill_block(s, b, blk) == 0);
+  }
+  memset(&a, 0, sizeof a);
+  snprintf(a.token, sizeof a.token, "t");
+  a.volume_size_gib = 1;
+  CHECK(staging_log_attempt(s, &a) == 0);
+  CHECK(staging_compact(s) == -EBUSY);     /* a commit in progress */
+  CHECK(staging_log_started(s, "snap-0c1") == 0);
+  CHECK(staging_log_committed(s, "snap-0c1") == 0);
+  snprintf(p, sizeof p, "%s/journal", dir);
+  CHECK(stat(p, &st1) == 0);
+  CHECK(staging_compact(s) == 0);
+  CHECK(stat(p, &st2) == 0);
+  CHECK(st2.st_ino != st1.st_ino);
+  CHECK(staging_open(dir, "snap-0123abcd", SIZE, false, &s2, msg, sizeof msg) == -EBUSY);
+  CHECK(staging_write(s, 7 - 1, 0, "z", 1) == 0);   /* present block 6: dirty again */
+  staging_close(s);
+
+  s = open_ok("snap-0123abcd");
+  if (s == NULL)
+    return;
+  for (uint64_t b = 0; b < 8; b++)
+    CHECK(staging_has_block(s, b) == (b % 2 == 0));
+  CHECK_INTEQ(ndirty(s), 1);
+  staging_last_committed(s, id);
+  CHECK_STREQ(id, "snap-0c1");
+  CHECK(!staging_pending(s, NULL));
+  staging_close(s);
+}
+
 static void
 test_encoding(void)
 {
@@ -340,6 +417,12 @@ main(void)
   rm_dir();
   next_dir(base, 3);
   test_torn_header();
+  rm_dir();
+  next_dir(base, 4);
+  test_long_attempt();
+  rm_dir();
+  next_dir(base, 5);
+  test_compact();
   rm_dir();
   test_encoding();
   rmdir(base);

@@ -5,7 +5,8 @@
 #    timed-out one is not completed, and no other snapshot appears;
 # 2. the attempt's snapshot was completed but the journal never heard of it
 #    (a crash between CompleteSnapshot and the journal record, simulated by
-#    removing that record), and blocks were written again after a remount:
+#    removing that record; the journal is far below the size at which a
+#    commit compacts it), and blocks were written again after a remount:
 #    the completed snapshot becomes the parent and only the blocks written
 #    since go to a new child.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
