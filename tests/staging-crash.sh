@@ -3,10 +3,12 @@
 # `ebsfs --resume DIR` finishes the job with no duplicate snapshot:
 #  (a) mid-write: data written and fsync'ed, then more being written;
 #  (a2) after an fsync, then remounting -o rw on the same staging dir: the
-#      data is there, and a commit from that mount is right;
+#      data is there, and a commit from that mount is right (another source
+#      snapshot on that staging dir is refused);
 #  (b) during the PUTs (slow emulator, few connections): the pending
 #      snapshot is reused (same ClientToken) and the blocks already PUT are
 #      not all PUT again;
+#  (b2) the same, finished by remounting on the staging dir and unmounting;
 #  (c) before CompleteSnapshot: Complete answered 503 until the kill;
 #  (c2) CompleteSnapshot ran but its answer was lost (stall);
 #  (d) the pending snapshot timed out (error) while nobody ran: resume
@@ -108,6 +110,12 @@ setup_case a2
 write_both "$IMG" "$EXP" $((7 * BLOCK + 999)) $((BLOCK + 5)) 14
 write_blocks "$IMG" "$EXP" 15 60 61 950
 kill9_daemon "$EBSFS_PID" "$MNT"
+# The staged blocks belong to that source: another snapshot is refused.
+other=$(emu_import "$src") || fail "import"
+timeout -k 5 30 "$EBSFS" -f -o "rw,staging_dir=$STG" "$other" "$MNT" >"$EMU_TMP/other.out" 2>&1; rc=$?
+is_mounted "$MNT" && { fusermount3 -u -z "$MNT"; fail "(a2) the staging dir of $SRC_SNAP was mounted over $other"; }
+[ "$rc" -ne 0 ] || fail "(a2) mounting the staging dir of $SRC_SNAP over $other exited 0"
+echo "(a2) another source on that staging dir: $(head -n 1 "$EMU_TMP/other.out")"
 start_ebsfs "$MNT" -o "rw,staging_dir=$STG" "$SRC_SNAP"
 to cmp "$IMG" "$EXP" || fail "(a2) remounted on the staging dir, the image does not show the fsync'ed writes"
 write_both "$IMG" "$EXP" $((61 * BLOCK + 100)) 100 16             # and it stays writable
@@ -145,6 +153,31 @@ echo "(b) $done_before of $NB blocks PUT before the kill; resume PUT $reput, sna
 check_resumed b "$SRC_SNAP" "$EXP" "$pend"
 [ "$reput" -lt "$NB" ] || fail "(b) resume PUT all $NB blocks again ($reput PUTs; $done_before were already PUT)"
 [ "$reput" -ge $((NB - done_before)) ] || fail "(b) resume PUT $reput blocks, but $((NB - done_before)) were missing"
+
+# ---- (b2) kill -9 during the PUTs, then remount and unmount ---------------------------
+NB=30
+setup_case b2 max_requests=2
+write_blocks "$IMG" "$EXP" 22 $(seq 300 $((300 + NB - 1)))
+emu_config '{"latency_ms": 300}'
+emu_reset_counters
+"$EBSFS" --commit "$IMG" >"$EMU_TMP/commit-b2.out" 2>"$EMU_TMP/commit-b2.err" &
+cpid=$!
+on_exit "kill $cpid 2>/dev/null"
+wait_until 120 '[ "$(emu_counter PutSnapshotBlock)" -ge 6 ]' ||
+  { cat "$EMU_TMP/commit-b2.err" "$EBSFS_LOG" >&2; fail "(b2) fewer than 6 PUTs in 120 s"; }
+kill9_daemon "$EBSFS_PID" "$MNT"
+wait_pid "$cpid" 60 >/dev/null
+sleep 1
+emu_config '{"latency_ms": 0}'
+pend=$(pending_of "$SRC_SNAP") || exit 1
+start_ebsfs "$MNT" -o "rw,staging_dir=$STG" "$SRC_SNAP"
+to cmp "$IMG" "$EXP" || fail "(b2) remounted, the image does not show the staged writes"
+unmount_wait "$MNT"; rc=$?
+[ "$rc" -eq 0 ] || { cat "$EBSFS_LOG" >&2; fail "(b2) the remounted daemon exited $rc at unmount"; }
+SNAP=$(log_committed_id "$EBSFS_LOG")
+[ -n "$SNAP" ] || { cat "$EBSFS_LOG" >&2; fail "(b2) unmounting the remount committed nothing"; }
+echo "(b2) remount + unmount committed $SNAP (pending was $pend)"
+check_resumed b2 "$SRC_SNAP" "$EXP" "$pend"
 
 # ---- (c) kill -9 before CompleteSnapshot ran ------------------------------------------
 setup_case c
@@ -190,7 +223,7 @@ check_resumed c2 "$SRC_SNAP" "$EXP" "$done_id"
 # ---- (d) the pending snapshot timed out: a fresh one ---------------------------------
 # timeout_unit_s 0.1: commit_timeout=10 "minutes" is 1 s without a PUT.
 setup_case d "max_requests=2,commit_timeout=10"
-write_blocks "$IMG" "$EXP" 51 $(seq 600 619)
+write_blocks "$IMG" "$EXP" 51 $(seq 600 639)
 emu_config '{"latency_ms": 300, "timeout_unit_s": 0.1}'
 emu_reset_counters
 "$EBSFS" --commit "$IMG" >"$EMU_TMP/commit-d.out" 2>"$EMU_TMP/commit-d.err" &
@@ -201,6 +234,8 @@ wait_until 120 '[ "$(emu_counter PutSnapshotBlock)" -ge 4 ]' ||
 kill9_daemon "$EBSFS_PID" "$MNT"
 wait_pid "$cpid" 60 >/dev/null
 dead=$(snapshots_of "$SRC_SNAP" | head -n 1)
+[ "$(snap_info "$dead" Status)" != completed ] || fail "(d) test setup: the commit completed before the kill"
+[ "$(snap_info "$dead" Timeout)" = 10 ] || fail "(d) -o commit_timeout=10 gave StartSnapshot Timeout '$(snap_info "$dead" Timeout)'"
 wait_until 30 '[ "$(snap_info "$dead" Status)" = error ]' || fail "(d) $dead did not time out (status $(snap_info "$dead" Status))"
 emu_config '{"latency_ms": 0}'
 resume_ok "$STG"

@@ -142,6 +142,7 @@ echo "round 1: committed $snap1 ($(snap_info "$snap1" OwnBlocks) blocks)"
 [ "$(count_snapshots_of "$snap0")" -eq 1 ] || fail "snapshots with parent $snap0: $(snapshots_of "$snap0" | xargs)"
 [ "$(cat "$idfile" 2>/dev/null)" = "$snap1" ] || fail "snapshot_id_file holds '$(cat "$idfile" 2>/dev/null)', expected $snap1"
 [ "$(tail -c 1 "$idfile" | od -An -c | tr -d ' ')" = '\n' ] || fail "snapshot_id_file does not end with a newline"
+[ "$(snap_info "$snap1" Timeout)" = 60 ] || fail "$snap1: StartSnapshot Timeout '$(snap_info "$snap1" Timeout)', expected the default 60"
 check_holds "$snap1" "$src" "$img1"
 check_export "$snap1" "$img1"
 check_export "$snap0" "$src"               # writes never touch the source

@@ -9,6 +9,9 @@
 #    and logs `ebsfs --resume DIR`; the staging dir is intact; once the fault
 #    is gone `ebsfs --resume DIR` makes the right snapshot (no second completed
 #    one) and removes the committed staging data;
+#  - transient faults (503, throttles, connection resets after a stored
+#    PUT, a reset StartSnapshot answer, a 503 CompleteSnapshot, a 20 req/s
+#    limit): the commit succeeds, one snapshot, right data;
 #  - the endpoint down (emulator stopped): the same, resumed against the
 #    emulator restarted on another port.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
@@ -114,6 +117,30 @@ check_export "$SNAP" "$exp"
 if [ -d "$stg" ] && [ "$(staged_bytes "$stg")" -ge "$BLOCK" ]; then
   fail "403: the staging dir still holds $(staged_bytes "$stg") bytes after a successful resume"
 fi
+
+# ---- transient faults: the commit goes through --------------------------------------
+snap2=$(emu_import "$src") || fail "import"
+mnt=$(mount_dir mnt-transient)
+exp="$EMU_TMP/expected-transient.img"
+cp --sparse=always "$src" "$exp" || fail "cp"
+start_ebsfs "$mnt" -o "rw,staging_dir=$EMU_TMP/staging-transient" "$snap2"
+img="$mnt/$snap2"
+write_blocks "$img" "$exp" 81 $(seq 1000 1059)
+emu_faults '[{"op": "PutSnapshotBlock", "kind": "503", "probability": 0.2},
+             {"op": "PutSnapshotBlock", "kind": "throttle", "probability": 0.1},
+             {"op": "PutSnapshotBlock", "kind": "reset", "probability": 0.1},
+             {"op": "StartSnapshot", "kind": "reset", "count": 1},
+             {"op": "CompleteSnapshot", "kind": "503", "count": 1}]'
+emu_config '{"rate_limit": 20}'
+emu_reset_counters
+commit_ok "$img"
+emu_clear_faults
+emu_config '{"rate_limit": 1000}'
+echo "transient faults: committed $SNAP; PutSnapshotBlock $(emu_counter PutSnapshotBlock) for 60 blocks, faults $(emu_admin GET /counters | "$PYTHON3" -c 'import json,sys; c=json.load(sys.stdin); print(c["faults"], "throttled", c["throttled"])')"
+[ "$(count_snapshots_of "$snap2")" -eq 1 ] || fail "transient faults: snapshots: $(snapshots_of "$snap2" | xargs)"
+check_export "$SNAP" "$exp"
+unmount_wait "$mnt"; rc=$?
+[ "$rc" -eq 0 ] || { cat "$EBSFS_LOG" >&2; fail "transient faults: the daemon exited $rc at unmount"; }
 
 # ---- the endpoint down ----------------------------------------------------------------
 snap1=$(emu_import "$src") || fail "import"

@@ -253,10 +253,10 @@ PY
 # wait_until SECONDS SHELL-CONDITION: poll (every 0.1 s) until the condition
 # holds; returns 1 when it did not within SECONDS.
 wait_until() {
-  local n=$(( $1 * 10 )) i; shift
-  for (( i=0; i<n; i++ )); do
+  local end=$(( SECONDS + $1 )); shift
+  while [ "$SECONDS" -lt "$end" ]; do
     eval "$1" && return 0
     sleep 0.1
   done
-  return 1
+  eval "$1"
 }

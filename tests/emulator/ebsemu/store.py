@@ -151,7 +151,7 @@ class Snapshot:
         m = self.meta
         return {k: m[k] for k in ("SnapshotId", "Status", "StartTime", "VolumeSize",
                                   "ParentSnapshotId", "Description", "Synthetic",
-                                  "ImportedBytes", "Encrypted", "KmsKeyArn", "Tags")
+                                  "ImportedBytes", "Encrypted", "KmsKeyArn", "Tags", "Timeout")
                 if m.get(k) is not None} | {"OwnBlocks": self.own_count()}
 
     def own_indices(self):
