@@ -525,12 +525,14 @@ commit_command(const char *path)
 
   /* Only a writable ebsfs image has a staging directory: anything else
    * would take our setxattr as an ordinary attribute. */
-  if (getxattr(path, EBSFS_XATTR_STAGING_DIR, dir, sizeof dir) < 0) {
+  n = getxattr(path, EBSFS_XATTR_STAGING_DIR, dir, sizeof dir - 1);
+  if (n < 0) {
     int e = errno;
     fprintf(stderr, "ebsfs: %s: %s\n", path, e == ENODATA || e == ENOTSUP || e == EOPNOTSUPP ?
             "not a writable ebsfs image (mounted with -o rw?)" : strerror(e));
     return 1;
   }
+  dir[n] = '\0';
   n = getxattr(path, EBSFS_XATTR_LAST_ID, before, sizeof before - 1);
   if (n < 0 && errno != ENODATA) {
     fprintf(stderr, "ebsfs: %s: %s\n", path, errno == ENOTSUP || errno == EOPNOTSUPP ?
@@ -540,9 +542,16 @@ commit_command(const char *path)
   before[n > 0 ? n : 0] = '\0';
   if (setxattr(path, EBSFS_XATTR_COMMIT, "1", 1, 0) != 0) {
     int e = errno;
-    fprintf(stderr, "ebsfs: commit of %s failed: %s%s\n", path,
-            e == EROFS ? "the image is not writable (mounted without -o rw)" : strerror(e),
-            e == EROFS ? "" : " (the ebsfs log says why and how to retry)");
+    if (e == EROFS) {
+      fprintf(stderr, "ebsfs: commit of %s failed: the image is not writable "
+              "(mounted without -o rw)\n", path);
+      return 1;
+    }
+    /* The mount is still up, so --resume would be refused: say what works. */
+    fprintf(stderr, "ebsfs: commit of %s failed: %s; the staged data is kept in %s: run "
+            "'ebsfs --commit %s' again, or unmount (which retries the commit, then "
+            "'ebsfs --resume %s' if that fails too); the ebsfs log says why\n",
+            path, strerror(e), dir, path, dir);
     return 1;
   }
   n = getxattr(path, EBSFS_XATTR_LAST_ID, after, sizeof after - 1);

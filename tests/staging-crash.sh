@@ -237,7 +237,8 @@ dead=$(snapshots_of "$SRC_SNAP" | head -n 1)
 [ "$(snap_info "$dead" Status)" != completed ] || fail "(d) test setup: the commit completed before the kill"
 [ "$(snap_info "$dead" Timeout)" = 10 ] || fail "(d) -o commit_timeout=10 gave StartSnapshot Timeout '$(snap_info "$dead" Timeout)'"
 wait_until 30 '[ "$(snap_info "$dead" Status)" = error ]' || fail "(d) $dead did not time out (status $(snap_info "$dead" Status))"
-emu_config '{"latency_ms": 0}'
+# Real minutes again, so that the fresh attempt cannot time out on a loaded machine.
+emu_config '{"latency_ms": 0, "timeout_unit_s": 60}'
 resume_ok "$STG"
 echo "(d) $dead timed out; resume made $SNAP"
 [ "$SNAP" != "$dead" ] || fail "(d) resume answered the timed-out snapshot $dead"

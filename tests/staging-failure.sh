@@ -32,14 +32,16 @@ make_sparse_source "$src" "$SIZE" 9 || fail "make the source image"
 # staging_listing DIR: the files and their sizes (to see nothing was removed).
 staging_listing() { (cd "$1" && find . -type f -printf '%p %s\n' | sort); }
 
-# commit_fails IMAGE WHAT: --commit must fail with exit 1, a one-line error,
-# nothing on stdout.
+# commit_fails IMAGE WHAT STG: --commit must fail with exit 1, a one-line error
+# that says where the staged data is kept, nothing on stdout.
 commit_fails() {
   commit_image "$1"
   [ "$COMMIT_RC" -eq 1 ] || { cat "$COMMIT_ERR" >&2; fail "$2: --commit exited $COMMIT_RC, expected 1"; }
   [ -z "$COMMIT_OUT" ] || fail "$2: a failed --commit printed '$COMMIT_OUT' on stdout"
   [ "$(grep -c . "$COMMIT_ERR")" -eq 1 ] ||
     { cat "$COMMIT_ERR" >&2; fail "$2: expected a one-line error from --commit, got $(grep -c . "$COMMIT_ERR") lines"; }
+  grep -qF -- "kept in $3" "$COMMIT_ERR" ||
+    { cat "$COMMIT_ERR" >&2; fail "$2: --commit does not say the staged data is kept in $3"; }
   echo "$2: --commit said: $(cat "$COMMIT_ERR")"
 }
 
@@ -101,7 +103,7 @@ resume_dir "$stg"
 echo "resume while mounted: $(head -n 1 "$RESUME_ERR")"
 
 emu_faults '{"op": "PutSnapshotBlock", "kind": "403"}'
-commit_fails "$img" "403"
+commit_fails "$img" "403" "$stg"
 [ "$(count_snapshots_of "$snap0" completed)" -eq 0 ] || fail "403: a snapshot was completed"
 to cmp "$img" "$exp" || fail "403: after the failed --commit the mount does not read back the writes"
 check_staging_modes "$stg"
@@ -153,7 +155,7 @@ img="$mnt/$snap1"
 write_blocks "$img" "$exp" 71 3 4 1500
 write_both "$img" "$exp" $((100 * BLOCK + 333)) 5000 72
 stop_emulator
-commit_fails "$img" "endpoint down"
+commit_fails "$img" "endpoint down" "$stg"
 unmount_fails "$mnt" "$stg" "endpoint down"
 restart_emulator --quiet
 [ "$(count_snapshots_of "$snap1")" -eq 0 ] || fail "endpoint down: snapshots appeared: $(snapshots_of "$snap1" | xargs)"
