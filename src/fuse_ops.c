@@ -98,6 +98,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_background = 64;
   if (conn->congestion_threshold < 48)
     conn->congestion_threshold = 48;
+  /* Ask for 1 MiB reads; the kernel keeps the smaller of this and the
+   * mount's read_ahead_kb, which main raised already (kernel_readahead.h). */
+  conn->max_readahead = 1024 * 1024;
   log_debug(LOG_SUB_FUSE, "fuse: protocol %u.%u, max_write %u, max_read %u, max_readahead %u, "
             "max_background %u", conn->proto_major, conn->proto_minor, conn->max_write,
             conn->max_read, conn->max_readahead, conn->max_background);

@@ -44,6 +44,7 @@
 #include "ebs.h"
 #include "credentials.h"
 #include "aws_config.h"
+#include "kernel_readahead.h"
 #include "log.h"
 #include "staging.h"
 #include "commit.h"
@@ -610,6 +611,7 @@ static int
 start_fuse(struct mount *m)
 {
   struct fuse_args *args = &m->opts.fuse_args;
+  int r;
 
   /* "ebsfs on /mnt type fuse.ebsfs" in the mount table; first, so that a
    * user's own fsname= wins. */
@@ -643,6 +645,10 @@ start_fuse(struct mount *m)
     return -1;
   }
   m->mounted = true;
+  r = kernel_readahead_set(m->mountpoint, KERNEL_READAHEAD_KB);
+  if (r < 0)
+    log_debug(LOG_SUB_FUSE, "%s: kernel readahead left as it was: %s", m->mountpoint,
+              strerror(-r));
   return 0;
 }
 

@@ -16,9 +16,15 @@ SIZE=$((1024 * 1024 * 1024))
 src="$EMU_TMP/source.img"
 make_sparse_source "$src" "$SIZE" 1 || fail "make the source image"
 snap=$(emu_import "$src") || fail "import"
-mnt=$(mount_dir mnt)
+# A space in the mountpoint: /proc/self/mountinfo escapes it (\040), and
+# ebsfs must still find its own mount there to widen the kernel's readahead.
+mnt=$(mount_dir "mnt dir")
 start_ebsfs "$mnt" "$snap"
 img="$mnt/$snap"
+if [ "$(id -u)" = 0 ] && [ -d /sys/class/bdi ]; then
+  ra=$(cat "/sys/class/bdi/$(mountpoint -d "$mnt")/read_ahead_kb") || fail "no bdi for $mnt"
+  [ "$ra" = 1024 ] || fail "kernel readahead of the mount is ${ra} KiB, expected 1024"
+fi
 
 [ -f "$img" ] || fail "$img is missing"
 [ "$(stat -c %s "$img")" -eq "$SIZE" ] || fail "size $(stat -c %s "$img"), expected $SIZE"
