@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "fuse_version.h"
+#include "ratelimit.h"
 #include <fuse_opt.h>
 
 /* Defaults, printed by -h.  max_requests: Little's law - 1000 req/s (the
@@ -32,7 +33,7 @@
 #define OPT_DEFAULT_CACHE_SIZE    (256ull * 1024 * 1024)
 #define OPT_DEFAULT_MAX_REQUESTS  128u
 #define OPT_DEFAULT_READAHEAD     (64ull * 1024 * 1024)
-#define OPT_DEFAULT_RATE_LIMIT    900.0
+#define OPT_DEFAULT_RATE_LIMIT    RATELIMIT_DEFAULT_RATE
 #define OPT_DEFAULT_COMMIT_TIMEOUT 60u                  /* minutes */
 #define OPT_NEW_VOLUME_NAME       "new-volume"
 #define OPT_MAX_VOLUME_SIZE       (64ull << 40)          /* EBS's largest volume */
