@@ -10,7 +10,7 @@
 #    is gone `ebsfs --resume DIR` makes the right snapshot (no second completed
 #    one) and removes the committed staging data;
 #  - transient faults (503, throttles, connection resets after a stored
-#    PUT, a reset StartSnapshot answer, a 503 CompleteSnapshot, a 20 req/s
+#    PUT, a reset StartSnapshot answer, a 503 CompleteSnapshot, a 50 req/s
 #    limit): the commit succeeds, one snapshot, right data;
 #  - the endpoint down (emulator stopped): the same, resumed against the
 #    emulator restarted on another port.
@@ -125,20 +125,25 @@ snap2=$(emu_import "$src") || fail "import"
 mnt=$(mount_dir mnt-transient)
 exp="$EMU_TMP/expected-transient.img"
 cp --sparse=always "$src" "$exp" || fail "cp"
-start_ebsfs "$mnt" -o "rw,staging_dir=$EMU_TMP/staging-transient" "$snap2"
+# 4 PUTs in flight against a 50 req/s server: throttled now and then, not on
+# every attempt.  Each PUT has 8 attempts; at these rates (about 0.25 failed
+# per attempt) a block exhausts them in ~1e-5 of runs (60 x 0.25^8), where
+# 128 in flight against 20 req/s and 40% faults failed CI.
+start_ebsfs "$mnt" -o "rw,staging_dir=$EMU_TMP/staging-transient,max_requests=4" "$snap2"
 img="$mnt/$snap2"
 write_blocks "$img" "$exp" 81 $(seq 1000 1059)
-emu_faults '[{"op": "PutSnapshotBlock", "kind": "503", "probability": 0.2},
-             {"op": "PutSnapshotBlock", "kind": "throttle", "probability": 0.1},
-             {"op": "PutSnapshotBlock", "kind": "reset", "probability": 0.1},
+emu_faults '[{"op": "PutSnapshotBlock", "kind": "503", "probability": 0.1},
+             {"op": "PutSnapshotBlock", "kind": "throttle", "probability": 0.05},
+             {"op": "PutSnapshotBlock", "kind": "reset", "probability": 0.05},
              {"op": "StartSnapshot", "kind": "reset", "count": 1},
              {"op": "CompleteSnapshot", "kind": "503", "count": 1}]'
-emu_config '{"rate_limit": 20}'
+emu_config '{"rate_limit": 50}'
 emu_reset_counters
 commit_ok "$img"
 emu_clear_faults
 emu_config '{"rate_limit": 1000}'
 echo "transient faults: committed $SNAP; PutSnapshotBlock $(emu_counter PutSnapshotBlock) for 60 blocks, faults $(emu_admin GET /counters | "$PYTHON3" -c 'import json,sys; c=json.load(sys.stdin); print(c["faults"], "throttled", c["throttled"])')"
+[ "$(emu_counter PutSnapshotBlock)" -gt 60 ] || fail "transient faults: no PUT was retried"
 [ "$(count_snapshots_of "$snap2")" -eq 1 ] || fail "transient faults: snapshots: $(snapshots_of "$snap2" | xargs)"
 check_export "$SNAP" "$exp"
 unmount_wait "$mnt"; rc=$?
