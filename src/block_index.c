@@ -349,9 +349,12 @@ set_local_error(struct ebs_error *err, int errnum, const char *msg)
 /* Called with the lock held, state of grain g set to LOADING or refreshing
  * by the caller.  Lists from the grain's start until the grain is covered,
  * drops the lock meanwhile, installs every grain the pages covered entirely,
- * and returns with the lock held. */
+ * and returns with the lock held.  seed, when not NULL, is a page already
+ * listed from the grain's start with maxResults BLOCK_INDEX_GRAIN: it is
+ * used as the first page instead of asking for it (and freed either way). */
 static int
-load_grain(struct block_index *idx, uint64_t g, struct ebs_error *err)
+load_grain(struct block_index *idx, uint64_t g, struct ebs_block_page *seed,
+           struct ebs_error *err)
 {
   struct ebs_block_page pages[MAX_PAGES_PER_LOAD];
   struct ebs_block_ref *all = NULL;
@@ -379,10 +382,17 @@ load_grain(struct block_index *idx, uint64_t g, struct ebs_error *err)
       break;
     }
     p = &pages[npages];
-    memset(p, 0, sizeof *p);
-    rc = idx->l.list(idx->l.arg, ptok, ptok ? -1 : (int64_t) start,
-                     (int) BLOCK_INDEX_GRAIN, p, &lerr);
-    __atomic_add_fetch(&idx->st.list_calls, 1, __ATOMIC_RELAXED);
+    if (seed) {
+      *p = *seed;                       /* ours now: freed with the others */
+      memset(seed, 0, sizeof *seed);
+      seed = NULL;
+      rc = 0;
+    } else {
+      memset(p, 0, sizeof *p);
+      rc = idx->l.list(idx->l.arg, ptok, ptok ? -1 : (int64_t) start,
+                       (int) BLOCK_INDEX_GRAIN, p, &lerr);
+      __atomic_add_fetch(&idx->st.list_calls, 1, __ATOMIC_RELAXED);
+    }
     if (rc != 0) {
       if (rc > 0) rc = -rc;
       break;
@@ -542,13 +552,13 @@ ensure_locked(struct block_index *idx, uint64_t g, bool need_token,
       return 0;
     if (gr->state == G_EMPTY) {
       gr->state = G_LOADING;
-      return load_grain(idx, g, err);
+      return load_grain(idx, g, NULL, err);
     }
     if (gr->state == G_LOADED && !gr->refreshing) {
       gr->refreshing = true;
       log_debug(LOG_SUB_INDEX, "re-listing blocks %llu.. for fresh tokens",
                 (unsigned long long) (g * BLOCK_INDEX_GRAIN));
-      return load_grain(idx, g, err);
+      return load_grain(idx, g, NULL, err);
     }
     /* Someone else is listing this grain: wait for that one. */
     while (gr->seq == seq)
@@ -558,6 +568,22 @@ ensure_locked(struct block_index *idx, uint64_t g, bool need_token,
       return gr->err;
     }
   }
+}
+
+int
+block_index_preload(struct block_index *idx, struct ebs_block_page *first,
+                    struct ebs_error *err)
+{
+  int rc = 0;
+
+  pthread_mutex_lock(&idx->lock);
+  if (idx->ngrains > 0 && idx->grains[0].state == G_EMPTY) {
+    idx->grains[0].state = G_LOADING;
+    rc = load_grain(idx, 0, first, err);
+  }
+  pthread_mutex_unlock(&idx->lock);
+  idx->l.free_page(idx->l.arg, first);  /* zeroed when load_grain took it */
+  return rc;
 }
 
 int

@@ -58,6 +58,15 @@ struct block_index *block_index_new(const struct block_lister *lister,
                                     uint64_t nblocks);
 void block_index_free(struct block_index *idx);
 
+/* Install the page a caller already listed from block 0 with maxResults
+ * BLOCK_INDEX_GRAIN (image_open's probe) as the first page of grain 0, so
+ * the first read near the start of the volume costs no ListSnapshotBlocks.
+ * Lists more only if that page ends inside grain 0 with a NextToken.  The
+ * page is taken in every case (freed through the lister).  Returns 0 or
+ * -errno with err filled; after a failure grain 0 is listed lazily. */
+int block_index_preload(struct block_index *idx, struct ebs_block_page *first,
+                        struct ebs_error *err);
+
 /* Is block listed?  Returns 1 (listed), 0 (not listed: reads as zeros) or
  * -errno with err filled.  With token != NULL (token_cap >= BLOCK_TOKEN_MAX+1)
  * the block's current token is copied there, refreshing it first if it is

@@ -1,6 +1,7 @@
 /* block_index_test.c - lazy loading by grain, pages merged across NextToken,
  * sparse pages covering many grains, SEEK_DATA/SEEK_HOLE answers, token
  * refresh before expiry and after a rejected token, single-flight loads,
+ * grain 0 preloaded from the page image_open already listed,
  * failed loads, and the memory spent per listed block.
  *
  * The lister here is a fake volume: a bitmap of listed blocks whose tokens
@@ -233,6 +234,61 @@ test_lazy_dense(void)
 
 /* Short pages (the service may answer fewer than asked): a grain is merged
  * from several pages through NextToken. */
+/* The page image_open listed from block 0 becomes grain 0: no list call
+ * for it; a short page is continued through its NextToken; a page for an
+ * index whose grain 0 is already loaded is only freed. */
+static void
+test_preload(void)
+{
+  struct fake f;
+  struct block_index *idx;
+  struct block_index_stats st;
+  struct ebs_block_page first;
+  struct ebs_error err;
+  uint64_t b;
+
+  fake_init(&f, 30000);
+  for (b = 0; b < f.nblocks; b++)
+    f.listed[b] = b % 5 != 0;
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &first, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload(idx, &first, &err), 0);
+  check_all(idx, &f, 0, 10000);
+  block_index_get_stats(idx, &st);
+  CHECK_INTEQ(st.list_calls, 0);
+  CHECK_INTEQ(f.calls, 0);
+  CHECK_INTEQ(st.grains_loaded, 1);
+  CHECK_INTEQ(block_index_lookup(idx, 10001, NULL, 0, &err), 1);
+  CHECK_INTEQ(f.calls, 1);              /* the next grain is listed lazily */
+  /* Grain 0 already loaded: the page is freed, nothing listed. */
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &first, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload(idx, &first, &err), 0);
+  CHECK_INTEQ(f.calls, 0);
+  block_index_free(idx);
+
+  /* A short first page: the rest of grain 0 follows its NextToken. */
+  f.page_cap = 3000;
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &first, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload(idx, &first, &err), 0);
+  CHECK_INTEQ(f.calls, 2);              /* 8000 listed blocks, 3000 a page */
+  check_all(idx, &f, 0, 10000);
+  CHECK_INTEQ(f.calls, 2);
+  block_index_free(idx);
+
+  /* Continuing fails: grain 0 is listed again when a read needs it. */
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &first, &err), 0);
+  f.fail = 1;
+  CHECK_INTEQ(block_index_preload(idx, &first, &err), -EIO);
+  check_all(idx, &f, 0, 10000);
+  block_index_free(idx);
+  fake_fini(&f);
+}
+
 static void
 test_page_merge(void)
 {
@@ -444,6 +500,7 @@ main(void)
 {
   test_lazy_dense();
   test_page_merge();
+  test_preload();
   test_sparse_and_seek();
   test_token_refresh();
   test_single_flight_and_failure();

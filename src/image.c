@@ -37,7 +37,6 @@
 #include "staging.h"
 
 #define DEFAULT_MAX_REQUESTS 128u
-#define OPEN_PROBE_RESULTS 100          /* the smallest page the API allows */
 #define STALE_TOKEN (-ESTALE)           /* internal: token rejected, re-list and retry */
 
 struct image {
@@ -261,11 +260,14 @@ image_open(const char *snapshot_id, const struct image_options *opts,
     return -EINVAL;
   }
 
-  /* One small page: the snapshot exists, is completed and readable by us,
-   * and how large it is.  The index itself is listed only as reads need it. */
+  /* The first page of the index: the snapshot exists, is completed and
+   * readable by us, and how large it is.  It becomes the index's first grain
+   * (every loop mount and dd starts by reading block 0, so it would be
+   * listed next anyway: this saves that read a round trip).  The rest of the
+   * index is listed only as reads need it. */
   memset(&probe, 0, sizeof probe);
   rc = ebs_list_snapshot_blocks(opts->client, snapshot_id, NULL, 0,
-                                OPEN_PROBE_RESULTS, &probe, err);
+                                (int) BLOCK_INDEX_GRAIN, &probe, err);
   if (rc != 0) {
     if (rc > 0) rc = -rc;
     if (err->errnum == 0)
@@ -293,7 +295,6 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   img->cache = opts->cache;
   img->size = (uint64_t) probe.volume_size_gib << 30;
   img->nblocks = img->size / EBS_BLOCK_SIZE;
-  ebs_block_page_free(&probe);
   img->max_requests = opts->max_requests ? opts->max_requests : DEFAULT_MAX_REQUESTS;
   img->readahead_max = opts->readahead_max_blocks ? opts->readahead_max_blocks
                                                   : READAHEAD_DEFAULT_MAX_BLOCKS;
@@ -311,11 +312,23 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   img->index = block_index_new(&lister, img->nblocks);
   if (img->index == NULL || pthread_mutex_init(&img->lock, NULL) != 0) {
     block_index_free(img->index);
+    ebs_block_page_free(&probe);
     free(img);
     err->errnum = ENOMEM;
     return -ENOMEM;
   }
   pthread_cond_init(&img->idle, NULL);
+  {
+    struct ebs_error perr;
+
+    /* Only a failure to list the rest of grain 0 (a short page) lands here;
+     * the grain is then listed again when a read needs it. */
+    if (block_index_preload(img->index, &probe, &perr) < 0) {
+      char msg[800];
+      log_warn("%s: listing the first blocks: %s", img->snapshot_id,
+               ebs_error_string(&perr, msg, sizeof msg));
+    }
+  }
   log_debug(LOG_SUB_INDEX, "%s: %llu bytes, %llu blocks", img->snapshot_id,
             (unsigned long long) img->size, (unsigned long long) img->nblocks);
   *out = img;
