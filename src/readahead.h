@@ -2,7 +2,10 @@
  *
  * Pure bookkeeping, no I/O: image_read() reports each read here and gets back
  * the blocks worth prefetching.  As in mountpoint-s3, the window starts small
- * and doubles on every read that continues the stream, up to a cap; a small
+ * (2 blocks, or 4x the request for reads of whole blocks) and doubles on
+ * every read that continues the stream, up to a cap and never beyond twice
+ * what the stream has read so far (a short file read through a loop mount
+ * must not set off a 32 MiB prefetch past its end); a small
  * forward skip keeps the stream, a backward or large jump resets it.  Blocks
  * already handed out for prefetch are not handed out again, so the unread
  * prefetched data stays bounded by the window.
@@ -14,10 +17,11 @@
 #include <stddef.h>
 
 #define READAHEAD_DEFAULT_MAX_BLOCKS 64u        /* 32 MiB */
-#define READAHEAD_INITIAL_BLOCKS 2u
+#define READAHEAD_INITIAL_BLOCKS 2u             /* for sub-block reads */
 
 struct readahead {
   uint64_t next_off;            /* where the stream would continue */
+  uint64_t stream_bytes;        /* read by the stream so far */
   uint64_t prefetched_end;      /* blocks below this were already handed out */
   unsigned window;              /* blocks ahead of the read; 0: no stream */
   unsigned max_window;

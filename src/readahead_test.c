@@ -1,5 +1,7 @@
-/* readahead_test.c - the window grows on a stream, is capped, never hands
- * out a block twice, and resets on random access. */
+/* readahead_test.c - the window grows on a stream (from 4x a whole-block
+ * request, never past twice what the stream read), is capped, never hands
+ * out a block twice, resets on random access, and a whole-block read
+ * anywhere starts a tentative 2-block stream. */
 #include <config.h>
 
 #include "ebs.h"
@@ -24,14 +26,39 @@ main(void)
   CHECK_INTEQ(first, 1);
   CHECK_INTEQ(ra.window, READAHEAD_INITIAL_BLOCKS);
 
-  /* Continuing reads double the window up to the cap (16). */
+  /* Continuing reads double the window, but never beyond twice what the
+   * stream has read (a short stream does not set off a large prefetch),
+   * and never beyond the cap (16). */
   n = readahead_on_read(&ra, 128 * KIB, 128 * KIB, 1000, &first);
-  CHECK_INTEQ(ra.window, 4);
-  CHECK_INTEQ(first, 3);                /* blocks 1-2 were already handed out */
-  CHECK_INTEQ(n, 2);
-  for (i = 0; i < 10; i++)
-    readahead_on_read(&ra, (256 + 128 * i) * KIB, 128 * KIB, 1000, &first);
+  CHECK_INTEQ(ra.window, 2);            /* 256 KiB read: at most 2 blocks */
+  CHECK_INTEQ(n, 0);                    /* blocks 1-2 were already handed out */
+  for (i = 2; i < 100; i++) {
+    uint64_t read_blocks = ((i + 1) * 128 * KIB + BS - 1) / BS;
+
+    n = readahead_on_read(&ra, i * 128 * KIB, 128 * KIB, 1000, &first);
+    CHECK(ra.window <= 2 * read_blocks || ra.window == 2);
+    CHECK(ra.window <= 16);
+    if (i == 8) {                       /* 9 x 128 KiB read: 3 blocks */
+      CHECK_INTEQ(ra.window, 6);
+      CHECK_INTEQ(first, 6);            /* handed out up to block 5 before */
+      CHECK_INTEQ(n, 3);                /* up to block 2 + 6 */
+    }
+  }
   CHECK_INTEQ(ra.window, 16);
+
+  /* dd bs=1M: 8 blocks at once, then 2x what was read, then the cap. */
+  readahead_init(&ra, 64);
+  n = readahead_on_read(&ra, 0, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 8);
+  CHECK_INTEQ(n, 8);
+  CHECK_INTEQ(first, 2);
+  readahead_on_read(&ra, 2 * BS, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 8);
+  readahead_on_read(&ra, 4 * BS, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 12);
+  for (i = 3; i < 40; i++)
+    readahead_on_read(&ra, i * 2 * BS, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 64);
 
   /* Every block of a long stream is handed out exactly once, in order. */
   readahead_init(&ra, 8);
@@ -46,15 +73,35 @@ main(void)
   }
   CHECK(covered >= 100);
 
+  /* Whole-block reads start at 4x the request, never beyond the cap. */
+  readahead_init(&ra, 6);
+  n = readahead_on_read(&ra, 0, 2 * BS, 1000, &first);
+  CHECK_INTEQ(n, 6);
+
   /* A small forward skip keeps the stream; a backward jump resets it. */
   readahead_init(&ra, 64);
   readahead_on_read(&ra, 0, BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 4);
   readahead_on_read(&ra, BS, BS, 1000, &first);
   CHECK_INTEQ(ra.window, 4);
   n = readahead_on_read(&ra, 2 * BS + 4096, BS, 1000, &first);
-  CHECK_INTEQ(ra.window, 8);
+  CHECK_INTEQ(ra.window, 6);
   CHECK(n > 0);
-  n = readahead_on_read(&ra, 0, BS, 1000, &first);
+  n = readahead_on_read(&ra, 0, 4096, 1000, &first);
+  CHECK_INTEQ(n, 0);
+  CHECK_INTEQ(ra.window, 0);
+  /* A whole block read anywhere starts a tentative stream of 2 blocks (the
+   * kernel's readahead of a file read through a loop mount looks like
+   * this); it grows only if the next read continues it. */
+  n = readahead_on_read(&ra, 300 * BS, BS, 1000, &first);
+  CHECK_INTEQ(n, 2);
+  CHECK_INTEQ(first, 301);
+  CHECK_INTEQ(ra.window, 2);
+  n = readahead_on_read(&ra, 301 * BS, BS, 1000, &first);
+  CHECK_INTEQ(ra.window, 4);
+  CHECK_INTEQ(first, 303);
+  CHECK_INTEQ(n, 3);                    /* up to block 301 + 4 */
+  n = readahead_on_read(&ra, 40 * BS, 4096, 1000, &first);
   CHECK_INTEQ(n, 0);
   CHECK_INTEQ(ra.window, 0);
   /* A large forward jump resets too. */
