@@ -7,7 +7,8 @@
  * identity at unaligned offsets, holes costing no request, cached re-reads
  * costing none, sequential reads costing one fetch per block, zero-copy
  * segments, concurrent readers, SEEK_DATA/SEEK_HOLE, a permanently failing
- * block giving EIO for its reads only, and a rejected token being re-listed.
+ * block giving EIO for its reads only, a rejected token being re-listed, and
+ * the first read of block 0 queueing the volume's first 8 MiB.
  */
 #include <config.h>
 
@@ -627,6 +628,41 @@ test_no_head_of_line(struct ebs_client *c, struct block_cache *cache)
   image_close(img);
 }
 
+/* The first read of block 0 (a superblock probe) also queues the rest of
+ * the volume's first 8 MiB, where filesystems keep their metadata; readahead
+ * alone would have fetched 2 blocks. */
+static void
+test_head_prefetch(struct ebs_client *c)
+{
+  struct block_cache *cache = block_cache_new(64 * BS);
+  struct image_options o = { .client = c, .cache = cache };
+  struct image *img;
+  struct image_reader *r;
+  struct ebs_error err;
+  unsigned before[20], b;
+  int bad = 0;
+
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    before[b] = c->gets[b];
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL) {
+    block_cache_free(cache);
+    return;
+  }
+  r = image_reader_new(img);
+  CHECK_INTEQ(read_check(r, c, 1024, 4096, &bad), 4096);
+  image_reader_free(r);
+  image_close(img);                     /* waits for the prefetches */
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)              /* listed in 1-15: 9, 10, 12-15 */
+    CHECK_INTEQ(c->gets[b] - before[b], b < 16 ? c->listed[b] : 0);
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(bad, 0);
+  block_cache_free(cache);
+}
+
 int
 main(void)
 {
@@ -649,6 +685,7 @@ main(void)
   test_faults(c, cache);
   test_in_flight(c, cache);
   test_no_head_of_line(c, cache);
+  test_head_prefetch(c);
   block_cache_free(cache);
   fake_client_free(c);
   TEST_EXIT();
