@@ -280,6 +280,9 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     char room[sizeof(struct fuse_bufvec)
               + (READ_BATCHES * IMAGE_READ_MAX_SEGS - 1) * sizeof(struct fuse_buf)];
   } bv;
+  /* libfuse declares buf[1]: reach the rest of `room` through a pointer
+   * (indexing the array past 1 is what UBSan's bounds check rejects). */
+  struct fuse_buf *bufs = bv.v.buf;
   bool all_mem = true;
   size_t nrd = 0, done = 0, nbuf = 0;
   ssize_t n = 0;
@@ -298,7 +301,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       break;
     for (size_t s = 0; s < rd[nrd].nseg; s++) {
       const struct image_seg *seg = &rd[nrd].seg[s];
-      struct fuse_buf *b = &bv.v.buf[nbuf++];
+      struct fuse_buf *b = bufs + nbuf++;
 
       memset(b, 0, sizeof *b);
       b->size = seg->len;
