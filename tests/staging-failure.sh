@@ -126,15 +126,16 @@ mnt=$(mount_dir mnt-transient)
 exp="$EMU_TMP/expected-transient.img"
 cp --sparse=always "$src" "$exp" || fail "cp"
 # 4 PUTs in flight against a 50 req/s server: throttled now and then, not on
-# every attempt.  Each PUT has 8 attempts; at these rates (about 0.25 failed
-# per attempt) a block exhausts them in ~1e-5 of runs (60 x 0.25^8), where
-# 128 in flight against 20 req/s and 40% faults failed CI.
+# every attempt.  Each PUT has 8 attempts; with 0.16 of attempts failing one
+# of the 60 blocks exhausts them in about 60 x 0.16^8 = 3e-5 of runs (and no
+# fault fires at all in 0.84^60 = 3e-5), where 128 in flight against 20 req/s
+# and 40% faults failed CI.
 start_ebsfs "$mnt" -o "rw,staging_dir=$EMU_TMP/staging-transient,max_requests=4" "$snap2"
 img="$mnt/$snap2"
 write_blocks "$img" "$exp" 81 $(seq 1000 1059)
-emu_faults '[{"op": "PutSnapshotBlock", "kind": "503", "probability": 0.1},
-             {"op": "PutSnapshotBlock", "kind": "throttle", "probability": 0.05},
-             {"op": "PutSnapshotBlock", "kind": "reset", "probability": 0.05},
+emu_faults '[{"op": "PutSnapshotBlock", "kind": "503", "probability": 0.08},
+             {"op": "PutSnapshotBlock", "kind": "throttle", "probability": 0.04},
+             {"op": "PutSnapshotBlock", "kind": "reset", "probability": 0.04},
              {"op": "StartSnapshot", "kind": "reset", "count": 1},
              {"op": "CompleteSnapshot", "kind": "503", "count": 1}]'
 emu_config '{"rate_limit": 50}'
