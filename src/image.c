@@ -54,8 +54,8 @@ struct image {
   pthread_mutex_t lock;                 /* guards the counters below */
   pthread_cond_t idle;                  /* inflight reached 0 */
   unsigned inflight;                    /* our GetSnapshotBlock requests */
-  bool head_prefetched;                 /* HEAD_PREFETCH_BLOCKS queued once */
   struct image_stats st;
+  bool head_prefetched;                 /* atomic: HEAD_PREFETCH_BLOCKS queued once */
 };
 
 struct image_reader {
@@ -246,13 +246,8 @@ prefetch(struct image *img, uint64_t first, unsigned n)
 static void
 head_prefetch(struct image *img)
 {
-  bool first;
-
-  pthread_mutex_lock(&img->lock);
-  first = !img->head_prefetched;
-  img->head_prefetched = true;
-  pthread_mutex_unlock(&img->lock);
-  if (first)
+  /* One atomic test-and-set: later reads of block 0 take no lock here. */
+  if (!__atomic_exchange_n(&img->head_prefetched, true, __ATOMIC_RELAXED))
     prefetch(img, 1, HEAD_PREFETCH_BLOCKS - 1);
 }
 
