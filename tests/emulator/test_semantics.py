@@ -309,17 +309,21 @@ class StartAndComplete(Base):
         self.assertEqual(err(e.exception), ("ValidationException", "INVALID_SNAPSHOT_ID", 400))
 
     def test_timeout_cancels_idle_pending_snapshots(self):
-        admin("POST", "/config", {"timeout_unit_s": 0.2})      # Timeout 10 -> 2 s
+        # Timeout 10 -> 4 s.  The busy snapshot is written every 0.4 s, so it
+        # stays pending unless one request stalls for 3.6 s; the margin is
+        # that wide because StartSnapshot and every PUT sync to disk, and a
+        # loaded CI machine has stalled an fsync for over a second.
+        admin("POST", "/config", {"timeout_unit_s": 0.4})
         t0 = time.monotonic()
         idle = self.c.start_snapshot(VolumeSize=1, Timeout=10)["SnapshotId"]
         busy = self.c.start_snapshot(VolumeSize=1, Timeout=10)["SnapshotId"]
         d = block("t")
-        for i in range(6):          # 3 s of writes, never 2 s apart
+        for i in range(12):         # 4.8 s of writes, 0.4 s apart
             self.c.put_snapshot_block(SnapshotId=busy, BlockIndex=i, BlockData=d, DataLength=BS,
                                       Checksum=b64sha(d), ChecksumAlgorithm="SHA256")
-            time.sleep(0.5)
-        time.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))
-        self.assertEqual(self.c.complete_snapshot(SnapshotId=busy, ChangedBlocksCount=6)["Status"],
+            time.sleep(0.4)
+        time.sleep(max(0.0, 4.5 - (time.monotonic() - t0)))
+        self.assertEqual(self.c.complete_snapshot(SnapshotId=busy, ChangedBlocksCount=12)["Status"],
                          "completed")
         with self.assertRaises(ClientError) as e:
             self.c.put_snapshot_block(SnapshotId=idle, BlockIndex=0, BlockData=d, DataLength=BS,
@@ -358,12 +362,12 @@ class Tokens(Base):
         _, r, data = raw("GET", "/snapshots/%s/blocks/%d" % (a2, x["BlockIndex"]),
                          "blockToken=" + urllib.parse.quote(x["BlockToken"], safe=""))
         self.assertEqual((r.status, data), (200, block("e%d" % x["BlockIndex"])))
-        admin("POST", "/config", {"token_ttl_s": 2})      # expiry: 2..3 s from now
+        admin("POST", "/config", {"token_ttl_s": 3})      # expiry: 3..4 s from now
         r = self.c.list_snapshot_blocks(SnapshotId=a)
-        self.assertLess(r["ExpiryTime"].timestamp() - time.time(), 3.5)
+        self.assertLess(r["ExpiryTime"].timestamp() - time.time(), 4.5)
         tok = r["Blocks"][0]["BlockToken"]
         self.assertEqual(self.get(a, 0, tok), block("a0"))
-        time.sleep(3.2)
+        time.sleep(4.2)
         with self.assertRaises(ClientError) as e:
             self.c.get_snapshot_block(SnapshotId=a, BlockIndex=0, BlockToken=tok)
         self.assertEqual(err(e.exception), ("ValidationException", "INVALID_BLOCK_TOKEN", 400))
@@ -464,14 +468,17 @@ class Faults(Base):
             admin("POST", "/faults", [{"op": "GetSnapshotBlock", "kind": kind, "count": 1}])
             with self.assertRaises((http.client.IncompleteRead, ConnectionError), msg=kind):
                 self.rawget(0)
-        admin("POST", "/config", {"stall_s": 5})
+        # The stall holds the body for 10 s; the client gives up after 2 s
+        # of silence (a loaded machine can take most of a second to send the
+        # headers), well before the stall would end.
+        admin("POST", "/config", {"stall_s": 10})
         admin("POST", "/faults", [{"op": "GetSnapshotBlock", "kind": "stall", "count": 1}])
         t = time.monotonic()
-        conn, r, _ = self.rawget(0, timeout=0.5, read=False)
+        conn, r, _ = self.rawget(0, timeout=2, read=False)
         self.assertEqual(r.status, 200)
         with self.assertRaises(socket.timeout):
             r.read()
-        self.assertLess(time.monotonic() - t, 3)
+        self.assertLess(time.monotonic() - t, 8)
         conn.close()
         # The server is fine afterwards.
         self.assertEqual(self.rawget(0)[2], self.want[0])
