@@ -38,7 +38,7 @@
 
 #define DEFAULT_MAX_REQUESTS 128u
 #define STALE_TOKEN (-ESTALE)           /* internal: token rejected, re-list and retry */
-#define HEAD_PREFETCH_BLOCKS 16u        /* 8 MiB: see head_prefetch() */
+#define HEAD_PREFETCH_BLOCKS 16u        /* 8 MiB: see image_prefetch_head() */
 
 struct image {
   char snapshot_id[EBS_SNAPSHOT_ID_MAX + 1];
@@ -237,18 +237,19 @@ prefetch(struct image *img, uint64_t first, unsigned n)
   }
 }
 
-/* The first read of block 0 is a tool probing the volume (blkid, fdisk,
- * mount) or a dd.  What it reads next is the metadata at the head of the
- * volume - a GPT and the first partition at 1 MiB, ext4's group descriptors
- * and first inode table within 5 MiB, XFS's AG 0 headers - each a dependent
- * round trip when fetched on demand (the ext4 mount of the first-file
- * benchmark: two).  So that first read also queues the head, once per image. */
-static void
-head_prefetch(struct image *img)
+/* Whoever opens an image next reads block 0 (blkid, fdisk, mount, dd), then
+ * the metadata at the head of the volume - a GPT and the first partition at
+ * 1 MiB, ext4's group descriptors and first inode table within 5 MiB, XFS's
+ * AG 0 headers - each a dependent round trip when fetched on demand (the
+ * ext4 mount of the first-file benchmark: two).  So the head is queued once
+ * per image: by main() as soon as the image is open, which overlaps the
+ * fetch with mounting and losetup, or else by the first read of block 0. */
+void
+image_prefetch_head(struct image *img)
 {
   /* One atomic test-and-set: later reads of block 0 take no lock here. */
   if (!__atomic_exchange_n(&img->head_prefetched, true, __ATOMIC_RELAXED))
-    prefetch(img, 1, HEAD_PREFETCH_BLOCKS - 1);
+    prefetch(img, 0, HEAD_PREFETCH_BLOCKS);
 }
 
 /* ---- the contract ------------------------------------------------------------ */
@@ -475,7 +476,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   if (rc == 0 && nra)
     prefetch(img, ra_first, nra);
   if (rc == 0 && first == 0)
-    head_prefetch(img);
+    image_prefetch_head(img);
 
   for (i = 0; rc == 0 && i < n; i++) {
     if (!listed[i])

@@ -42,6 +42,11 @@ uint64_t image_size(const struct image *img);
 const char *image_snapshot_id(const struct image *img);
 bool image_writable(const struct image *img);
 
+/* Queue the fetch of the volume's first 8 MiB (where partition tables and
+ * filesystem metadata live) unless already done for this image; returns at
+ * once.  The first read of block 0 does it too. */
+void image_prefetch_head(struct image *img);
+
 /* Per open file: sequential-stream detection for readahead. */
 struct image_reader *image_reader_new(struct image *img);
 void image_reader_free(struct image_reader *r);

@@ -660,6 +660,26 @@ test_head_prefetch(struct ebs_client *c)
     CHECK_INTEQ(c->gets[b] - before[b], b < 16 ? c->listed[b] : 0);
   pthread_mutex_unlock(&c->lock);
   CHECK_INTEQ(bad, 0);
+
+  /* Queued by main() at mount, with no read at all; asking twice fetches
+   * nothing twice. */
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    before[b] = c->gets[b];
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL) {
+    block_cache_free(cache);
+    return;
+  }
+  image_prefetch_head(img);
+  image_prefetch_head(img);
+  image_close(img);                     /* waits for the prefetches */
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    CHECK_INTEQ(c->gets[b] - before[b], b < 16 ? c->listed[b] : 0);
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(bad, 0);
   block_cache_free(cache);
 }
 

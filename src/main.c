@@ -456,6 +456,8 @@ setup(struct mount *m)
       return -1;
     }
     m->nimages++;
+    /* Fetched while the mount and the caller's losetup/mount happen. */
+    image_prefetch_head(m->images[i]);
     log_debug(LOG_SUB_FUSE, "%s: %llu bytes", o->snapshots[i],
               (unsigned long long) image_size(m->images[i]));
   }

@@ -28,22 +28,24 @@ PY
 snap=$(emu_import "$src") || fail "import"
 NLISTED=25
 
+gets() { emu_counter GetSnapshotBlock; }
+
+# Counted from the mount on: the mount itself queues the volume's first
+# 8 MiB (blocks 0-15, of which 0-7 are listed here).
+emu_reset_counters
 mnt=$(mount_dir mnt)
 start_ebsfs "$mnt" "$snap"
 img="$mnt/$snap"
 
-gets() { emu_counter GetSnapshotBlock; }
-
 # Holes: the last 900 blocks, far from any data even with readahead.
-emu_reset_counters
 dd if="$img" of=/dev/null bs=1M skip=$((1148 / 2)) iflag=direct status=none || fail "dd holes"
 dd if="$img" of=/dev/null bs=1M skip=$((1148 / 2)) status=none || fail "dd holes (buffered)"
-n=$(gets); [ "$n" -eq 0 ] || fail "reading holes cost $n GetSnapshotBlock"
+n=$(gets); [ "$n" -le 8 ] || fail "reading holes cost $((n - 8)) GetSnapshotBlock or more"
 
-# The whole image, sequentially: each listed block exactly once.
-emu_reset_counters
+# The whole image, sequentially: each listed block exactly once since the
+# mount (so the holes above cost none either).
 dd if="$img" bs=1M status=none | cmp - "$src" || fail "whole image differs"
-n=$(gets); [ "$n" -eq "$NLISTED" ] || fail "sequential read of $NLISTED listed blocks cost $n GetSnapshotBlock"
+n=$(gets); [ "$n" -eq "$NLISTED" ] || fail "mount and sequential read of $NLISTED listed blocks cost $n GetSnapshotBlock"
 
 # Again, bypassing the page cache (O_DIRECT): served from ebsfs's block cache.
 emu_reset_counters
