@@ -34,7 +34,9 @@ enum block_state {
 struct block_cache_stats {
   uint64_t hits;          /* get found the entry (ready or pending) */
   uint64_t misses;        /* get created the entry (a fetch) */
-  uint64_t evictions;
+  uint64_t evictions;     /* to fit the budget */
+  uint64_t recycled;      /* consumed blocks recycled below the budget */
+  uint64_t ghost_hits;    /* misses on recycled blocks (0 or 1: see .c) */
   uint64_t failures;      /* fetches completed with an error */
   uint64_t bytes;         /* block memory currently held */
   uint64_t entries;
@@ -72,8 +74,9 @@ uint32_t block_cache_index(const struct cache_entry *e);
 
 /* Drop-behind hint: a sequential reader has read the block to its end (the
  * kernel's page cache holds it now).  When its last reference goes, it is
- * evicted before any ordinary block, and its buffer recycled early.  A later
- * get of the block makes it ordinary again. */
+ * evicted before any ordinary block, and once consumed blocks fill a quarter
+ * of the budget their buffers are recycled even below it - until a recycled
+ * block is asked for again.  A later get of the block makes it ordinary. */
 void block_cache_mark_consumed(struct cache_entry *e);
 
 void block_cache_release(struct cache_entry *e);

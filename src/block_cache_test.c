@@ -1,6 +1,8 @@
 /* block_cache_test.c - LRU by byte budget, references pin entries, single
  * flight (N readers, one fetch), failures reach every waiter and are not
- * cached, drop-behind (consumed blocks are evicted first, but only over budget).  The "fetches" here are fake: a thread that fills the buffer. */
+ * cached, drop-behind (consumed blocks are evicted first, and recycled below
+ * the budget until one is missed again).  The "fetches" here are fake: a
+ * thread that fills the buffer. */
 #include <config.h>
 
 #include <errno.h>
@@ -108,15 +110,35 @@ test_drop_behind(void)
   block_cache_drop_owner(c, &owner_a);
   block_cache_free(c);
 
-  /* Below the budget nothing is evicted, consumed or not. */
+  /* Below the budget (4096 blocks), a stream keeps a quarter of it (1024
+   * consumed blocks) and then recycles its oldest buffers: the cache stops
+   * growing.  Ordinary blocks are never recycled below the budget. */
   c = block_cache_new(4096ull * EBS_BLOCK_SIZE);
-  for (i = 0; i < 1000; i++)
+  for (i = 0; i < 10; i++)
+    fill(c, &owner_b, i);
+  for (i = 0; i < 1500; i++)
     fill_consumed(c, &owner_a, i);
   block_cache_get_stats(c, &st);
-  CHECK_INTEQ(st.entries, 1000);
+  CHECK_INTEQ(st.entries, 10 + 1025);
+  CHECK_INTEQ(st.recycled, 1500 - 1025);
   CHECK_INTEQ(st.evictions, 0);
-  touch(c, &owner_a, 0);
+  CHECK_INTEQ(st.ghost_hits, 0);
+  CHECK(!block_cache_contains(c, &owner_a, 0));
+  CHECK(block_cache_contains(c, &owner_a, 1499));
+  for (i = 0; i < 10; i++)
+    CHECK(block_cache_contains(c, &owner_b, i));
+  /* A recycled block read again (the kernel dropped its pages): from now
+   * on consumed blocks are kept up to the budget, as ordinary ones. */
+  fill(c, &owner_a, 0);
+  for (i = 1500; i < 2500; i++)
+    fill_consumed(c, &owner_a, i);
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.ghost_hits, 1);
+  CHECK_INTEQ(st.recycled, 1500 - 1025);
+  CHECK_INTEQ(st.entries, 10 + 1025 + 1 + 1000);
+  CHECK_INTEQ(st.evictions, 0);
   block_cache_drop_owner(c, &owner_a);
+  block_cache_drop_owner(c, &owner_b);
   block_cache_free(c);
 }
 
