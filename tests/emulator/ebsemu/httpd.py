@@ -499,8 +499,9 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             if not self.status_sent:
                 ctx.counters.status(op, 0, self.nin, 0)
             if not ctx.quiet:
-                sys.stderr.write("ebs-emulator: %s %s %s -> %d (%.1f ms)\n" % (
-                    op or "-", self.command, self.path[:160], self.status_sent,
+                # Wall-clock time of the answer, to line up with a client's log.
+                sys.stderr.write("ebs-emulator: %.3f %s %s %s -> %d (%.1f ms)\n" % (
+                    time.time(), op or "-", self.command, self.path[:160], self.status_sent,
                     (time.monotonic() - t0) * 1000))
 
     def log_request(self, code="-", size="-"):
