@@ -206,8 +206,10 @@ get_block(struct image *img, uint64_t block, struct cache_entry **out)
 }
 
 /* Queue fetches for [first, first+n) that are listed and not cached, while
- * fewer than max_requests of ours are in flight.  Never waits for data. */
-static void
+ * fewer than max_requests of ours are in flight.  Never waits for data.
+ * Returns the first block it did not get to (first + n when it went through
+ * the range), so readahead can offer the rest again later. */
+static uint64_t
 prefetch(struct image *img, uint64_t first, unsigned n)
 {
   uint64_t b;
@@ -222,7 +224,7 @@ prefetch(struct image *img, uint64_t first, unsigned n)
     inflight = img->inflight;
     pthread_mutex_unlock(&img->lock);
     if (inflight >= img->max_requests)
-      break;
+      return b;
     if (block_cache_contains(img->cache, img, (uint32_t) b))
       continue;
     if (img->staging && staging_has_block(img->staging, b))
@@ -230,11 +232,12 @@ prefetch(struct image *img, uint64_t first, unsigned n)
     if (index_lookup(img, b, NULL, 0, &err) != 1)
       continue;                         /* a hole, or the listing failed */
     if (block_cache_get(img->cache, img, (uint32_t) b, &e, &st) < 0)
-      break;
+      return b;
     if (st == BLOCK_FETCH)
       start_fetch(img, e, b, true);
     block_cache_release(e);             /* the fetch keeps its own reference */
   }
+  return first + n;
 }
 
 /* Whoever opens an image next reads block 0 (blkid, fdisk, mount, dd), then
@@ -249,7 +252,7 @@ image_prefetch_head(struct image *img)
 {
   /* One atomic test-and-set: later reads of block 0 take no lock here. */
   if (!__atomic_exchange_n(&img->head_prefetched, true, __ATOMIC_RELAXED))
-    prefetch(img, 0, HEAD_PREFETCH_BLOCKS);
+    (void) prefetch(img, 0, HEAD_PREFETCH_BLOCKS);
 }
 
 /* ---- the contract ------------------------------------------------------------ */
@@ -473,8 +476,19 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
     if (st == BLOCK_FETCH)
       start_fetch(img, ent[i], b, false);
   }
-  if (rc == 0 && nra)
-    prefetch(img, ra_first, nra);
+  if (rc == 0 && nra) {
+    uint64_t stopped = prefetch(img, ra_first, nra);
+
+    /* At max_requests in flight: the rest of the window is offered again by
+     * the next read.  Marked as handed out, it would only be fetched when
+     * the reader reached it, one stalled round trip per block (a dd at
+     * 50 ms: 60-68 such blocks in 2 GiB, 384-396 vs 416 MiB/s without). */
+    if (stopped < ra_first + nra) {
+      pthread_mutex_lock(&r->lock);
+      readahead_unqueue(&r->ra, stopped);
+      pthread_mutex_unlock(&r->lock);
+    }
+  }
   if (rc == 0 && first == 0)
     image_prefetch_head(img);
 

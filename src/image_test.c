@@ -556,6 +556,84 @@ test_in_flight(struct ebs_client *c, struct block_cache *cache)
   CHECK(n > 8);
 }
 
+static void
+wait_idle(struct image *img)
+{
+  struct image_stats st;
+
+  for (;;) {
+    image_get_stats(img, &st);
+    if (st.inflight == 0)
+      return;
+    usleep(1000);
+  }
+}
+
+/* Blocks of the window that could not be queued (max_requests in flight)
+ * are offered again by the next read, not left for the reader to fetch
+ * one round trip at a time when it gets there. */
+static void
+test_window_requeued(struct ebs_client *c)
+{
+  struct block_cache *cache = block_cache_new(256 * BS);
+  struct image_options o = { .client = c, .cache = cache, .max_requests = 2,
+                             .readahead_max_blocks = 16 };
+  struct image *img;
+  struct image_reader *r;
+  struct ebs_error err;
+  unsigned before[NBLOCKS], b, seen;
+  uint64_t first_skipped = 0, second_skipped = 0;
+  int bad = 0;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL) {
+    block_cache_free(cache);
+    return;
+  }
+  /* Cache blocks 1100-1131 with 4 KiB reads, backwards: no readahead. */
+  r = image_reader_new(img);
+  for (b = 1131; b >= 1100; b--)
+    CHECK_INTEQ(read_check(r, c, (uint64_t) b * BS, 4096, &bad), 4096);
+  image_reader_free(r);
+  wait_idle(img);
+  pthread_mutex_lock(&c->lock);
+  memcpy(before, c->gets, sizeof before);
+  pthread_mutex_unlock(&c->lock);
+
+  /* A stream over the cached blocks, transport paused: its window (16
+   * blocks) reaches past 1131 and queues only 2 of the blocks there. */
+  r = image_reader_new(img);
+  set_paused(c, true);
+  for (b = 1100; b < 1124; b++)
+    CHECK_INTEQ(read_check(r, c, (uint64_t) b * BS, BS, &bad), (ssize_t) BS);
+  set_paused(c, false);
+  wait_idle(img);
+  /* The third and fourth listed blocks past 1131 were handed out, not queued. */
+  for (b = 1132, seen = 0; b < NBLOCKS && seen < 4; b++) {
+    if (!c->listed[b])
+      continue;
+    if (++seen == 3) first_skipped = b;
+    if (seen == 4) second_skipped = b;
+  }
+  pthread_mutex_lock(&c->lock);
+  CHECK_INTEQ(c->gets[first_skipped] - before[first_skipped], 0);
+  pthread_mutex_unlock(&c->lock);
+
+  /* The next read of the stream queues them. */
+  set_paused(c, true);
+  CHECK_INTEQ(read_check(r, c, 1124ull * BS, BS, &bad), (ssize_t) BS);
+  set_paused(c, false);
+  wait_idle(img);
+  pthread_mutex_lock(&c->lock);
+  CHECK_INTEQ(c->gets[first_skipped] - before[first_skipped], 1);
+  CHECK_INTEQ(c->gets[second_skipped] - before[second_skipped], 1);
+  pthread_mutex_unlock(&c->lock);
+  CHECK_INTEQ(bad, 0);
+  image_reader_free(r);
+  image_close(img);
+  block_cache_free(cache);
+}
+
 struct slow_reader {
   struct image *img;
   struct ebs_client *c;
@@ -706,6 +784,7 @@ main(void)
   test_in_flight(c, cache);
   test_no_head_of_line(c, cache);
   test_head_prefetch(c);
+  test_window_requeued(c);
   block_cache_free(cache);
   fake_client_free(c);
   TEST_EXIT();

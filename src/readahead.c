@@ -89,3 +89,10 @@ readahead_on_read(struct readahead *ra, uint64_t off, size_t len,
   *first = start;
   return (unsigned) (end - start);
 }
+
+void
+readahead_unqueue(struct readahead *ra, uint64_t from)
+{
+  if (from < ra->prefetched_end)
+    ra->prefetched_end = from;
+}

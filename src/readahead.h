@@ -7,7 +7,8 @@
  * what the stream has read so far (a short file read through a loop mount
  * must not set off a 32 MiB prefetch past its end); a small
  * forward skip keeps the stream, a backward or large jump resets it.  Blocks
- * already handed out for prefetch are not handed out again, so the unread
+ * already handed out for prefetch are not handed out again (unless the
+ * caller could not queue them: readahead_unqueue), so the unread
  * prefetched data stays bounded by the window.
  */
 #ifndef EBSFS_READAHEAD_H
@@ -33,5 +34,9 @@ void readahead_init(struct readahead *ra, unsigned max_blocks);
  * many blocks to prefetch, starting at *first (0: none). */
 unsigned readahead_on_read(struct readahead *ra, uint64_t off, size_t len,
                            uint64_t nblocks, uint64_t *first);
+
+/* Blocks from `from` on, handed out by the last call, were not queued after
+ * all (too many requests in flight): offer them again next time. */
+void readahead_unqueue(struct readahead *ra, uint64_t from);
 
 #endif

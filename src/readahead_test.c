@@ -1,7 +1,8 @@
 /* readahead_test.c - the window grows on a stream (from 4x a whole-block
  * request, never past twice what the stream read), is capped, never hands
- * out a block twice, resets on random access, and a whole-block read
- * anywhere starts a tentative 2-block stream. */
+ * out a block twice (unless told it was not queued after all), resets on
+ * random access, and a whole-block read anywhere starts a tentative 2-block
+ * stream. */
 #include <config.h>
 
 #include "ebs.h"
@@ -72,6 +73,20 @@ main(void)
     CHECK(covered <= off / BS + 1 + 8);         /* never beyond the cap */
   }
   CHECK(covered >= 100);
+
+  /* Blocks handed out but not queued (too many requests in flight) are
+   * handed out again by the next read, before the new end of the window. */
+  readahead_init(&ra, 64);
+  n = readahead_on_read(&ra, 0, 2 * BS, 1000, &first);
+  CHECK_INTEQ(first, 2);
+  CHECK_INTEQ(n, 8);                    /* blocks 2-9 */
+  readahead_unqueue(&ra, 5);            /* only 2-4 were queued */
+  n = readahead_on_read(&ra, 2 * BS, 2 * BS, 1000, &first);
+  CHECK_INTEQ(first, 5);
+  CHECK_INTEQ(n, 12 - 5);               /* 5-11: the rest, and the window's new end */
+  readahead_unqueue(&ra, 40);           /* past what was handed out: no effect */
+  n = readahead_on_read(&ra, 4 * BS, 2 * BS, 1000, &first);
+  CHECK_INTEQ(first, 12);
 
   /* Whole-block reads start at 4x the request, never beyond the cap. */
   readahead_init(&ra, 6);
