@@ -132,26 +132,23 @@ block_cache_new(uint64_t budget_bytes)
   c->ghosts = calloc(c->nghosts, sizeof *c->ghosts);
   c->gbuckets = malloc(c->nbuckets * sizeof *c->gbuckets);
   if (c->buckets == NULL || c->zero == NULL || c->ghosts == NULL || c->gbuckets == NULL ||
-      pthread_mutex_init(&c->lock, NULL) != 0) {
-    free(c->ghosts);
-    free(c->gbuckets);
-    free(c->buckets);
-    free(c->zero);
-    free(c);
-    return NULL;
+      pthread_mutex_init(&c->lock, NULL) != 0)
+    goto fail;
+  if (pthread_mutex_init(&c->pool_lock, NULL) != 0) {
+    pthread_mutex_destroy(&c->lock);
+    goto fail;
   }
   for (size_t b = 0; b < c->nbuckets; b++)
     c->gbuckets[b] = NO_GHOST;
-  if (pthread_mutex_init(&c->pool_lock, NULL) != 0) {
-    pthread_mutex_destroy(&c->lock);
-    free(c->ghosts);
-    free(c->gbuckets);
-    free(c->buckets);
-    free(c->zero);
-    free(c);
-    return NULL;
-  }
   return c;
+
+fail:
+  free(c->ghosts);
+  free(c->gbuckets);
+  free(c->buckets);
+  free(c->zero);
+  free(c);
+  return NULL;
 }
 
 /* ---- block buffers ------------------------------------------------------------
