@@ -1,0 +1,876 @@
+/* volume_layout_test.c - the volume layout parser against real ext4 images
+ * made by mkfs.ext4 -d from a tree whose every 4 KiB block names its file
+ * and offset, so any range the parser lists can be read back and identified.
+ * A hand-made fixture could only agree with the parser's own reading of the
+ * format; mkfs.ext4 is the authority on where things lie.  Checked: every
+ * directory's blocks and the journal superblock are listed, each large
+ * file's ranges reproduce its data in order, the limits hold, MBR and GPT
+ * partitions are followed, other volumes yield nothing, and damaged metadata
+ * or failing reads give an error or fewer hints - never a crash, nor a read
+ * or a range outside the volume.  Skips (77) without mkfs.ext4. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testing.h"
+#include "volume_layout.h"
+
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
+#define GIB (1024ull * MIB)
+#define BLK 4096u
+#define HDR_LEN 33                      /* "FILE %-8s OFF %014llu\n" */
+#define IMG1_SIZE (8 * GIB)
+#define PART_OFF MIB                    /* where image 2's filesystem starts */
+#define PART_FS (2 * GIB)
+#define PART_IMG (PART_OFF + PART_FS + MIB)
+#define FUZZ_COPY (8 * MIB)             /* what of image 1 the fuzzer keeps */
+#define FUZZ_ITERS 3000u
+
+struct entry {
+  const char *path, *name;
+  uint64_t size;
+  bool dir;
+};
+
+/* Parents before children.  Sizes straddle the 1 MiB default threshold
+ * ("almost" is a block short of it, big01 exactly it), and big40 is longer
+ * than the default 32 MiB file_bytes. */
+static const struct entry tree[] = {
+  { "dir00", "dir00", 0, true }, { "dir01", "dir01", 0, true },
+  { "dir02", "dir02", 0, true }, { "dir03", "dir03", 0, true },
+  { "dir04", "dir04", 0, true }, { "dir05", "dir05", 0, true },
+  { "dir02/sub", "sub", 0, true },
+  { "dir00/small0", "small0", 3000, false },
+  { "dir01/small1", "small1", 12288, false },
+  { "dir02/sub/almost", "almost", MIB - BLK, false },
+  { "dir03/big01", "big01", MIB, false },
+  { "big03", "big03", 3 * MIB, false },
+  { "dir02/sub/big10", "big10", 10 * MIB, false },
+  { "dir05/big40", "big40", 40 * MIB, false },
+};
+#define NTREE (sizeof tree / sizeof tree[0])
+#define BIG40 (NTREE - 1)
+
+static char tmpdir[256], srcdir[300], img1[300], img2[300], mkfs[256];
+static const char *cur_phase;
+static int phase_failures;
+static uint32_t listed_ranges[NTREE];   /* by check_files, per tree entry */
+
+/* Names the case a failure came from: the same checks run on several
+ * images, and CHECK gives only a line. */
+static void
+phase(const char *name)
+{
+  if (cur_phase && test_failures > phase_failures)
+    fprintf(stderr, "  ^ in: %s\n", cur_phase);
+  cur_phase = name;
+  phase_failures = test_failures;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  remove(path);
+  return 0;
+}
+
+static void
+cleanup(void)
+{
+  if (tmpdir[0] && nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    perror(tmpdir);
+}
+
+static uint64_t
+min64(uint64_t a, uint64_t b)
+{
+  return a < b ? a : b;
+}
+
+static void
+put_le(uint8_t *p, uint64_t x, int n)
+{
+  for (int i = 0; i < n; i++)
+    p[i] = (uint8_t) (x >> (8 * i));
+}
+
+static uint32_t
+get_be32(const uint8_t *p)
+{
+  return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static uint64_t
+splitmix(uint64_t x)
+{
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* ---- volumes --------------------------------------------------------- */
+
+enum vol_kind { VOL_FD, VOL_MEM, VOL_RANDOM };
+
+struct vol {
+  enum vol_kind kind;
+  int fd;
+  const uint8_t *mem;           /* VOL_MEM: memlen bytes, zeros after */
+  size_t memlen;
+  uint64_t size;
+  long reads, fail_after;       /* fail_after < 0: never fail */
+  bool failed;
+  long oob;                     /* reads reaching past the volume's end */
+};
+
+static int
+vol_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+  struct vol *v = ctx;
+  uint8_t *p = buf;
+
+  /* The parser is told the volume's size: reading past it means a field
+   * from the volume was used unchecked. */
+  if (off > v->size || len > v->size - off) {
+    v->oob++;
+    return -EINVAL;
+  }
+  if (v->fail_after >= 0 && v->reads >= v->fail_after) {
+    v->failed = true;
+    return -EIO;
+  }
+  v->reads++;
+  if (v->kind == VOL_FD) {
+    ssize_t n = pread(v->fd, p, len, (off_t) off);   /* short only at EOF */
+    if (n < 0)
+      return -errno;
+    memset(p + n, 0, len - (size_t) n);
+  } else if (v->kind == VOL_MEM) {
+    size_t n = off < v->memlen ? (size_t) min64(len, v->memlen - off) : 0;
+    if (n)
+      memcpy(p, v->mem + off, n);
+    memset(p + n, 0, len - n);
+  } else {
+    for (size_t i = 0; i < len; i++)
+      p[i] = (uint8_t) (splitmix((off + i) / 8) >> (8 * ((off + i) % 8)));
+  }
+  return 0;
+}
+
+/* ---- the source tree and the images ---------------------------------- */
+
+/* The tree entry a block's header names, and its offset; -1 if none. */
+static int
+parse_hdr(const uint8_t *b, uint64_t *foff)
+{
+  char s[HDR_LEN + 1], name[9];
+  unsigned long long o;
+
+  memcpy(s, b, HDR_LEN);
+  s[HDR_LEN] = '\0';
+  if (s[HDR_LEN - 1] != '\n' || sscanf(s, "FILE %8s OFF %14llu", name, &o) != 2)
+    return -1;
+  for (size_t i = 0; i < NTREE; i++)
+    if (!tree[i].dir && strcmp(tree[i].name, name) == 0) {
+      *foff = o;
+      return (int) i;
+    }
+  return -1;
+}
+
+static bool
+write_file(const char *path, const struct entry *e)
+{
+  static uint8_t buf[MIB];
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+  if (fd < 0)
+    return false;
+  for (uint64_t off = 0; off < e->size; off += MIB) {
+    size_t n = (size_t) min64(MIB, e->size - off);
+    char hdr[64];
+
+    for (size_t b = 0; b < n; b += BLK) {
+      snprintf(hdr, sizeof hdr, "FILE %-8s OFF %014llu\n", e->name,
+               (unsigned long long) (off + b));
+      memset(buf + b, 'a' + (int) ((off + b) / BLK % 26), min64(BLK, n - b));
+      memcpy(buf + b, hdr, min64(HDR_LEN, n - b));
+    }
+    if (write(fd, buf, n) != (ssize_t) n) {
+      close(fd);
+      return false;
+    }
+  }
+  return close(fd) == 0;
+}
+
+static bool
+build_tree(void)
+{
+  char path[512];
+
+  if (mkdir(srcdir, 0755) != 0)
+    return false;
+  for (size_t i = 0; i < NTREE; i++) {
+    snprintf(path, sizeof path, "%s/%s", srcdir, tree[i].path);
+    if (tree[i].dir ? mkdir(path, 0755) != 0 : !write_file(path, &tree[i]))
+      return false;
+  }
+  return true;
+}
+
+static bool
+find_mkfs(void)
+{
+  const char *env = getenv("PATH");
+  char dirs[4096], *save, *d;
+
+  snprintf(dirs, sizeof dirs, "%s:/sbin:/usr/sbin", env ? env : "/bin:/usr/bin");
+  for (d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    snprintf(mkfs, sizeof mkfs, "%s/mkfs.ext4", d);
+    if (access(mkfs, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A sparse image of size bytes holding an ext4 made from srcdir.  Image 2
+ * (partitioned) has its filesystem at PART_OFF, without flex_bg and with
+ * 32 MiB groups: each group then begins with its own bitmaps and inode
+ * table, so big40 cannot lie in one piece and its ranges must be walked. */
+static bool
+make_image(char *path, uint64_t size, bool partitioned)
+{
+  char offopt[64], blocks[32];
+  char *plain[] = { mkfs, "-q", "-F", "-d", srcdir, "-b", "4096", path, NULL };
+  char *part[] = { mkfs, "-q", "-F", "-d", srcdir, "-b", "4096", "-O", "^flex_bg",
+                   "-g", "8192", "-E", offopt, path, blocks, NULL };
+  int fd, status;
+  pid_t pid;
+
+  snprintf(offopt, sizeof offopt, "offset=%llu", PART_OFF);
+  snprintf(blocks, sizeof blocks, "%llu", PART_FS / BLK);    /* with -b: blocks */
+  if ((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644)) < 0)
+    return false;
+  if (ftruncate(fd, (off_t) size) != 0) {
+    close(fd);
+    return false;
+  }
+  if (close(fd) != 0 || (pid = fork()) < 0)
+    return false;
+  if (pid == 0) {
+    execv(mkfs, partitioned ? part : plain);
+    _exit(127);
+  }
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* ---- checks ---------------------------------------------------------- */
+
+static bool
+in_vol(const struct layout_range *r, uint64_t size)
+{
+  return r->len > 0 && r->len <= size && r->off <= size - r->len;
+}
+
+/* What the header promises whatever the input; NULL, or what is wrong.
+ * Meta may pass meta_bytes by a journal superblock per filesystem: the
+ * limit is on directory bytes. */
+static const char *
+layout_problem(const struct volume_layout *l, uint64_t size, const struct layout_limits *lim)
+{
+  uint64_t meta = 0;
+
+  if ((l->nmeta && !l->meta) || (l->nfiles && !l->files) || (l->nranges && !l->ranges))
+    return "a count without its array";
+  if (l->nfilesystems == 0 && (l->nmeta || l->nfiles))
+    return "hints without a filesystem";
+  for (size_t i = 0; i < l->nmeta; i++) {
+    if (!in_vol(&l->meta[i], size))
+      return "a meta range outside the volume (or empty)";
+    meta += l->meta[i].len;
+  }
+  if (meta > lim->meta_bytes + l->nfilesystems * 64 * KIB)
+    return "meta ranges past meta_bytes";
+  if (l->nfiles > lim->max_files)
+    return "more files than max_files";
+  for (size_t i = 0; i < l->nfiles; i++) {
+    const struct layout_file *f = &l->files[i];
+    uint64_t total = 0;
+
+    if (i > 0 && f->start < l->files[i - 1].start)
+      return "files not sorted by start";
+    if (f->nranges == 0 || f->first_range > l->nranges || f->nranges > l->nranges - f->first_range)
+      return "a file's ranges outside ranges[]";
+    if (l->ranges[f->first_range].off != f->start)
+      return "a file's first range is not at its start";
+    for (uint32_t k = 0; k < f->nranges; k++) {
+      if (!in_vol(&l->ranges[f->first_range + k], size))
+        return "a file range outside the volume (or empty)";
+      total += l->ranges[f->first_range + k].len;
+    }
+    if (total > lim->file_bytes)
+      return "a file listed past file_bytes";
+    /* Its last byte is in its last range, at the end. */
+    if (f->end != 0 && f->end != l->ranges[f->first_range + f->nranges - 1].off
+                                  + l->ranges[f->first_range + f->nranges - 1].len)
+      return "a file's end is not where its last range ends";
+  }
+  return NULL;
+}
+
+/* Scans and checks those promises and that nothing was read outside the
+ * volume; rc, or -10000 with out emptied when a promise is broken, so that
+ * callers do not go on to read back a nonsensical layout. */
+static int
+scan_checked(struct vol *v, const struct layout_limits *lim, struct volume_layout *l)
+{
+  const char *bad;
+  int rc;
+
+  v->oob = 0;
+  rc = volume_layout_scan(vol_read, v, v->size, lim, l);
+  CHECK_INTEQ(v->oob, 0);
+  if ((bad = layout_problem(l, v->size, lim)) != NULL) {
+    fprintf(stderr, "layout: %s\n", bad);
+    test_failures++;
+    volume_layout_free(l);
+    return -10000;
+  }
+  return rc;
+}
+
+/* ext4 writes a directory entry as inode, rec_len, name_len, file type
+ * (2 directory, 1 regular file), name. */
+static bool
+has_dirent(const uint8_t *b, size_t len, const char *name, bool dir)
+{
+  size_t n = strlen(name);
+
+  for (size_t p = 8; p + n <= len; p++)
+    if (b[p - 2] == n && b[p - 1] == (dir ? 2 : 1) && memcmp(b + p, name, n) == 0
+        && (size_t) (b[p - 4] | b[p - 3] << 8) >= 8 + n)
+      return true;
+  return false;
+}
+
+/* Reads every meta range back: counts journal superblocks (jbd2 magic and
+ * a superblock type), totals the rest as directory bytes, and marks each
+ * tree entry whose directory entry some range holds. */
+static void
+read_meta(struct vol *v, const struct volume_layout *l, uint64_t min_start, bool found[NTREE],
+          uint64_t *dir_bytes, unsigned *journals)
+{
+  memset(found, 0, NTREE * sizeof *found);
+  *dir_bytes = 0;
+  *journals = 0;
+  for (size_t i = 0; i < l->nmeta; i++) {
+    const struct layout_range *r = &l->meta[i];
+    uint8_t *b;
+
+    CHECK(r->off >= min_start);
+    if (r->len > 64 * MIB || (b = malloc((size_t) r->len)) == NULL) {
+      CHECK(!"meta range too long to read back");
+      continue;
+    }
+    CHECK_INTEQ(vol_read(v, r->off, b, (size_t) r->len), 0);
+    if (r->len >= 12 && get_be32(b) == 0xc03b3998u) {
+      CHECK(get_be32(b + 4) == 3 || get_be32(b + 4) == 4);
+      ++*journals;
+    } else {
+      *dir_bytes += r->len;
+    }
+    for (size_t k = 0; k < NTREE; k++)
+      if (has_dirent(b, (size_t) r->len, tree[k].name, tree[k].dir))
+        found[k] = true;
+    free(b);
+  }
+}
+
+/* Identifies each listed file by the header of its first block, then reads
+ * the header of every 4 KiB of its ranges in order: each must name the
+ * same file at the next offset, and together they must be its first
+ * min(size, file_bytes) bytes; end is set when that is the whole file.
+ * seen[i]: how often tree[i] was listed. */
+static void
+check_files(struct vol *v, const struct volume_layout *l, const struct layout_limits *lim,
+            uint64_t min_start, int seen[NTREE])
+{
+  memset(seen, 0, NTREE * sizeof *seen);
+  memset(listed_ranges, 0, sizeof listed_ranges);
+  for (size_t i = 0; i < l->nfiles; i++) {
+    const struct layout_file *f = &l->files[i];
+    uint8_t b[HDR_LEN];
+    uint64_t foff = 1, total = 0;
+    bool bad = false;
+    int idx = -1;
+
+    CHECK(f->start >= min_start);
+    if (vol_read(v, f->start, b, HDR_LEN) != 0 || (idx = parse_hdr(b, &foff)) < 0 || foff != 0) {
+      fprintf(stderr, "files[%zu] at %llu: not the first block of a test file\n", i,
+              (unsigned long long) f->start);
+      test_failures++;
+      continue;
+    }
+    seen[idx]++;
+    listed_ranges[idx] = f->nranges;
+    for (uint32_t k = 0; k < f->nranges && !bad; k++) {
+      const struct layout_range *r = &l->ranges[f->first_range + k];
+
+      for (uint64_t pos = 0; pos < r->len && !bad; pos += BLK)
+        if (vol_read(v, r->off + pos, b, HDR_LEN) != 0 || parse_hdr(b, &foff) != idx
+            || foff != total + pos) {
+          fprintf(stderr, "%s: range %u (%llu+%llu) +%llu does not hold its offset %llu\n",
+                  tree[idx].name, k, (unsigned long long) r->off, (unsigned long long) r->len,
+                  (unsigned long long) pos, (unsigned long long) (total + pos));
+          test_failures++;
+          bad = true;
+        }
+      total += r->len;
+    }
+    if (!bad && total != min64(tree[idx].size, lim->file_bytes)) {
+      fprintf(stderr, "%s: %llu bytes listed, expected %llu\n", tree[idx].name,
+              (unsigned long long) total,
+              (unsigned long long) min64(tree[idx].size, lim->file_bytes));
+      test_failures++;
+    } else if (!bad) {
+      const struct layout_range *r = &l->ranges[f->first_range + f->nranges - 1];
+      uint64_t end = total == tree[idx].size ? r->off + r->len : 0;
+
+      if (f->end != end) {
+        fprintf(stderr, "%s (%llu of %llu bytes listed): end %llu, expected %llu\n",
+                tree[idx].name, (unsigned long long) total,
+                (unsigned long long) tree[idx].size, (unsigned long long) f->end,
+                (unsigned long long) end);
+        test_failures++;
+      }
+    }
+  }
+}
+
+/* An image made from the tree, with default limits: one filesystem, its
+ * journal superblock and every directory listed, every file of 1 MiB or
+ * more listed once with its data, nothing before min_start (the
+ * partition); big40 in at least min_big_ranges pieces. */
+static void
+check_ext4(struct vol *v, uint64_t min_start, uint32_t min_big_ranges)
+{
+  struct layout_limits lim;
+  struct volume_layout l;
+  bool found[NTREE];
+  int seen[NTREE], rc;
+  uint64_t dir_bytes;
+  unsigned journals;
+
+  volume_layout_default_limits(&lim);
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  if (rc == 0) {
+    CHECK_INTEQ(l.nfilesystems, 1);
+    CHECK(l.inodes_scanned > 0);
+    read_meta(v, &l, min_start, found, &dir_bytes, &journals);
+    CHECK_INTEQ(journals, 1);
+    CHECK(dir_bytes > 0 && dir_bytes <= lim.meta_bytes);
+    for (size_t i = 0; i < NTREE; i++)
+      if (!found[i]) {
+        fprintf(stderr, "no meta range holds the directory entry of %s\n", tree[i].path);
+        test_failures++;
+      }
+    check_files(v, &l, &lim, min_start, seen);
+    for (size_t i = 0; i < NTREE; i++)
+      if (!tree[i].dir && seen[i] != (tree[i].size >= MIB)) {
+        fprintf(stderr, "%s (%llu bytes) listed %d times\n", tree[i].path,
+                (unsigned long long) tree[i].size, seen[i]);
+        test_failures++;
+      }
+    CHECK_INTEQ(l.nfiles, 4);
+    CHECK(listed_ranges[BIG40] >= min_big_ranges);
+  }
+  volume_layout_free(&l);
+}
+
+/* ---- cases ----------------------------------------------------------- */
+
+static void
+limit_cases(struct vol *v)
+{
+  struct layout_limits def, lim;
+  struct volume_layout l;
+  bool found[NTREE];
+  int seen[NTREE], rc;
+  uint64_t dir_bytes;
+  unsigned journals;
+
+  volume_layout_default_limits(&def);
+  CHECK_INTEQ(def.inode_bytes, 8 * MIB);
+  CHECK_INTEQ(def.meta_bytes, 32 * MIB);
+  CHECK_INTEQ(def.file_bytes, 32 * MIB);
+  CHECK_INTEQ(def.min_file_bytes, MIB);
+  CHECK_INTEQ(def.max_files, 65536);
+
+  /* Only big40 is 16 MiB or more. */
+  lim = def;
+  lim.min_file_bytes = 16 * MIB;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  check_files(v, &l, &lim, 0, seen);
+  CHECK_INTEQ(l.nfiles, 1);
+  CHECK_INTEQ(seen[BIG40], 1);
+  volume_layout_free(&l);
+
+  lim = def;
+  lim.max_files = 1;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  check_files(v, &l, &lim, 0, seen);
+  CHECK_INTEQ(l.nfiles, 1);
+  volume_layout_free(&l);
+
+  /* Only the first 5 MiB of each file: big01 and big03 whole. */
+  lim = def;
+  lim.file_bytes = 5 * MIB;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  check_files(v, &l, &lim, 0, seen);
+  CHECK_INTEQ(l.nfiles, 4);
+  volume_layout_free(&l);
+
+  /* One block of directories at most; the journal superblock is no
+   * directory and may come on top. */
+  lim = def;
+  lim.meta_bytes = BLK;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  read_meta(v, &l, 0, found, &dir_bytes, &journals);
+  CHECK(dir_bytes <= BLK);
+  CHECK(journals <= 1);
+  volume_layout_free(&l);
+
+  /* No inode table read: nothing known, but no error either. */
+  lim = def;
+  lim.inode_bytes = 0;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  CHECK_INTEQ(l.nfiles, 0);
+  CHECK_INTEQ(l.nmeta, 0);
+  CHECK_INTEQ(l.inodes_scanned, 0);
+  volume_layout_free(&l);
+
+  /* One block of inode table: 16 inodes of 256 bytes at most. */
+  lim = def;
+  lim.inode_bytes = BLK;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  CHECK(l.inodes_scanned <= 16);
+  if (rc == 0)
+    check_files(v, &l, &lim, 0, seen);
+  volume_layout_free(&l);
+}
+
+/* Scans with every read after the first n failing: if one failed, the scan
+ * fails with its error and leaves nothing behind; if none did, it finishes
+ * as if nothing had happened. */
+static void
+fail_after(struct vol *v, long n, size_t nfiles)
+{
+  struct layout_limits lim;
+  struct volume_layout l;
+  int rc;
+
+  volume_layout_default_limits(&lim);
+  v->reads = 0;
+  v->fail_after = n;
+  v->failed = false;
+  rc = volume_layout_scan(vol_read, v, v->size, &lim, &l);
+  if (v->failed) {
+    if (rc != -EIO)
+      fprintf(stderr, "read %ld failed, scan returned %d\n", n + 1, rc);
+    CHECK_INTEQ(rc, -EIO);
+    CHECK(l.nmeta == 0 && l.nfiles == 0 && l.nranges == 0);
+  } else {
+    CHECK_INTEQ(rc, 0);
+    CHECK_INTEQ(l.nfiles, nfiles);
+  }
+  volume_layout_free(&l);
+  v->fail_after = -1;
+}
+
+/* Each read failing in turn (a sample past 200 reads, and the last); free
+ * is safe on a zeroed struct, and a freed struct can be scanned into. */
+static void
+failure_cases(struct vol *v)
+{
+  struct layout_limits lim;
+  struct volume_layout l;
+  long nreads, n;
+  size_t nfiles, nmeta;
+
+  volume_layout_default_limits(&lim);
+  v->reads = 0;
+  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
+  nreads = v->reads;
+  nfiles = l.nfiles;
+  nmeta = l.nmeta;
+  volume_layout_free(&l);
+  CHECK(nreads > 0);
+  for (n = 0; n < nreads - 1; n += nreads / 200 + 1)
+    fail_after(v, n, nfiles);
+  fail_after(v, nreads - 1, nfiles);
+  fail_after(v, nreads, nfiles);
+  CHECK(!v->failed);
+
+  memset(&l, 0, sizeof l);
+  volume_layout_free(&l);
+  volume_layout_free(&l);
+  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
+  volume_layout_free(&l);
+  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
+  CHECK_INTEQ(l.nfiles, nfiles);
+  CHECK_INTEQ(l.nmeta, nmeta);
+  volume_layout_free(&l);
+}
+
+/* The first 8 MiB of image 1 (the rest reads as zeros) with bytes of the
+ * superblock, the group descriptors and the first inodes damaged; some
+ * runs with a volume shorter than the superblock says, most with small
+ * limits so that each run is quick.  Each scan must return 0 or -errno and
+ * keep every promise.  Deterministic: a failing iteration can be rerun. */
+static void
+fuzz(struct vol *v1)
+{
+  uint8_t *pristine = malloc(FUZZ_COPY), *work = malloc(FUZZ_COPY);
+  struct vol v = { VOL_MEM, -1, work, FUZZ_COPY, IMG1_SIZE, 0, -1, false, 0 };
+  struct layout_limits def, lim;
+  struct volume_layout l;
+  size_t reg[5][2], itab;
+  uint64_t rng = 0x766f6c6c61796f75ull;
+  unsigned reported = 0;
+
+  volume_layout_default_limits(&def);
+  if (!pristine || !work || vol_read(v1, 0, pristine, FUZZ_COPY) != 0) {
+    CHECK(!"fuzz: no copy of image 1");
+    free(pristine);
+    free(work);
+    return;
+  }
+  memcpy(work, pristine, FUZZ_COPY);
+  /* Group 0's bg_inode_table_lo: with 4 KiB blocks its descriptor is at
+   * 4096. */
+  itab = (size_t) (pristine[4104] | pristine[4105] << 8 | pristine[4106] << 16) * BLK;
+  CHECK(itab >= 2 * BLK && itab + 8192 <= FUZZ_COPY);
+  if (itab < 2 * BLK || itab + 8192 > FUZZ_COPY)
+    itab = 2 * BLK;
+  reg[0][0] = 1024, reg[0][1] = 1024;   /* superblock */
+  reg[1][0] = 4096, reg[1][1] = 4096;   /* group descriptors */
+  reg[2][0] = 4096, reg[2][1] = 64;     /* group 0's, more often */
+  reg[3][0] = itab, reg[3][1] = 8192;   /* the first 32 inodes */
+  reg[4][0] = itab + 256, reg[4][1] = 256;      /* the root directory's */
+
+  for (unsigned it = 0; it < FUZZ_ITERS; it++) {
+    const char *bad;
+    unsigned nflip;
+    int rc;
+
+    for (size_t r = 0; r < 5; r++)
+      memcpy(work + reg[r][0], pristine + reg[r][0], reg[r][1]);
+    nflip = 1 + (unsigned) ((rng = splitmix(rng)) % 8);
+    for (unsigned k = 0; k < nflip; k++) {
+      uint64_t x = rng = splitmix(rng);
+      size_t r = (size_t) (x % 5), p = reg[r][0] + (size_t) ((x >> 8) % reg[r][1]);
+      uint8_t vals[4] = { work[p] ^ (uint8_t) (1u << ((x >> 44) % 8)), (uint8_t) (x >> 48),
+                          0, 0xff };
+      work[p] = vals[(x >> 40) % 4];
+    }
+    rng = splitmix(rng);
+    v.size = rng % 8 == 0 ? 4 * MIB + (rng >> 8) % (4 * MIB) : IMG1_SIZE;
+    lim = def;
+    if ((rng >> 32) % 4 != 0) {
+      lim.inode_bytes = 256 * KIB;
+      lim.meta_bytes = MIB;
+      lim.file_bytes = 2 * MIB;
+      lim.min_file_bytes = 64 * KIB;
+      lim.max_files = 8;
+    }
+    v.oob = 0;
+    rc = volume_layout_scan(vol_read, &v, v.size, &lim, &l);
+    if (rc > 0)
+      bad = "a positive return";
+    else if (v.oob)
+      bad = "a read past the volume's end";
+    else if (rc < 0 && (l.nmeta || l.nfiles || l.nranges))
+      bad = "hints left after an error";
+    else
+      bad = layout_problem(&l, v.size, &lim);
+    if (bad && reported++ < 5)
+      fprintf(stderr, "fuzz iteration %u: %s (rc %d)\n", it, bad, rc);
+    volume_layout_free(&l);
+  }
+  CHECK_INTEQ(reported, 0);
+  free(pristine);
+  free(work);
+}
+
+/* CRC-32 as GPT uses it (reflected, 0xedb88320). */
+static uint32_t
+crc32_gpt(const uint8_t *p, size_t n)
+{
+  uint32_t c = 0xffffffffu;
+
+  while (n--) {
+    c ^= *p++;
+    for (int k = 0; k < 8; k++)
+      c = (c >> 1) ^ (0xedb88320u & -(c & 1));
+  }
+  return ~c;
+}
+
+/* Image 2 with an MBR, then with a GPT (checksums right, though the parser
+ * need not check them): the filesystem in the partition at 1 MiB. */
+static void
+partition_cases(struct vol *v)
+{
+  static uint8_t gpt[1024 + 128 * 128];
+  static const uint8_t linux_fs[16] = { 0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47,
+                                        0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4 };
+  uint64_t last = PART_IMG / 512 - 1;
+  uint8_t *h = gpt + 512, *e = gpt + 1024;
+
+  phase("MBR partition at 1 MiB");
+  gpt[446 + 4] = 0x83;
+  put_le(gpt + 446 + 8, PART_OFF / 512, 4);
+  put_le(gpt + 446 + 12, PART_FS / 512, 4);
+  gpt[510] = 0x55;
+  gpt[511] = 0xaa;
+  CHECK(pwrite(v->fd, gpt, 512, 0) == 512);
+  check_ext4(v, PART_OFF, 2);
+
+  phase("GPT partition at 1 MiB");
+  memset(gpt + 446, 0, 16);
+  gpt[446 + 4] = 0xee;
+  put_le(gpt + 446 + 8, 1, 4);
+  put_le(gpt + 446 + 12, min64(last, 0xffffffffu), 4);
+  memcpy(e, linux_fs, 16);
+  memset(e + 16, 0x5a, 16);             /* unique partition GUID */
+  put_le(e + 32, PART_OFF / 512, 8);
+  put_le(e + 40, (PART_OFF + PART_FS) / 512 - 1, 8);
+  memcpy(h, "EFI PART", 8);
+  put_le(h + 8, 0x00010000, 4);
+  put_le(h + 12, 92, 4);
+  put_le(h + 24, 1, 8);
+  put_le(h + 32, last, 8);
+  put_le(h + 40, 34, 8);
+  put_le(h + 48, last - 33, 8);
+  memset(h + 56, 0xa5, 16);             /* disk GUID */
+  put_le(h + 72, 2, 8);
+  put_le(h + 80, 128, 4);
+  put_le(h + 84, 128, 4);
+  put_le(h + 88, crc32_gpt(e, 128 * 128), 4);
+  put_le(h + 16, crc32_gpt(h, 92), 4);
+  CHECK(pwrite(v->fd, gpt, sizeof gpt, 0) == (ssize_t) sizeof gpt);
+  check_ext4(v, PART_OFF, 2);
+  /* Reading 128 GPT entries is many more reads to fail than image 1's. */
+  phase("GPT image, failing reads");
+  failure_cases(v);
+}
+
+/* Zeros, random bytes, and partition tables pointing past the end or
+ * claiming 2^32 entries: no filesystem, no hints, no read outside. */
+static void
+foreign_cases(void)
+{
+  static uint8_t sec[1024];
+  struct vol zeros = { VOL_MEM, -1, NULL, 0, 64 * MIB, 0, -1, false, 0 };
+  struct vol rnd = { VOL_RANDOM, -1, NULL, 0, 64 * MIB, 0, -1, false, 0 };
+  struct vol mbr = { VOL_MEM, -1, sec, sizeof sec, 64 * MIB, 0, -1, false, 0 };
+  struct vol *vols[] = { &zeros, &rnd, &mbr, &mbr };
+  struct layout_limits lim;
+  struct volume_layout l;
+
+  volume_layout_default_limits(&lim);
+  sec[446 + 4] = 0x83;
+  put_le(sec + 446 + 8, 0xffffff00u, 4);
+  put_le(sec + 446 + 12, 0xffffffffu, 4);
+  sec[462 + 4] = 0x83;
+  put_le(sec + 462 + 8, 2048, 4);
+  put_le(sec + 462 + 12, 0xffffffffu, 4);
+  sec[510] = 0x55;
+  sec[511] = 0xaa;
+  for (size_t i = 0; i < sizeof vols / sizeof vols[0]; i++) {
+    if (i == 3) {                       /* now a GPT with absurd fields */
+      memset(sec + 446, 0, 32);
+      sec[446 + 4] = 0xee;
+      put_le(sec + 446 + 8, 1, 4);
+      put_le(sec + 446 + 12, 0xffffffffu, 4);
+      memcpy(sec + 512, "EFI PART", 8);
+      put_le(sec + 512 + 12, 92, 4);
+      put_le(sec + 512 + 72, 0xfffffffffffff000ull, 8);
+      put_le(sec + 512 + 80, 0xffffffffu, 4);
+      put_le(sec + 512 + 84, 0xffffffffu, 4);
+    }
+    CHECK_INTEQ(scan_checked(vols[i], &lim, &l), 0);
+    CHECK_INTEQ(l.nfilesystems, 0);
+    CHECK_INTEQ(l.nfiles, 0);
+    CHECK_INTEQ(l.nmeta, 0);
+    volume_layout_free(&l);
+  }
+}
+
+int
+main(void)
+{
+  const char *t = getenv("TMPDIR");
+  struct vol v1 = { VOL_FD, -1, NULL, 0, IMG1_SIZE, 0, -1, false, 0 };
+  struct vol v2 = { VOL_FD, -1, NULL, 0, PART_IMG, 0, -1, false, 0 };
+
+  if (!find_mkfs()) {
+    fprintf(stderr, "mkfs.ext4 not found: skipped\n");
+    return 77;
+  }
+  snprintf(tmpdir, sizeof tmpdir, "%s/volume_layout_test.XXXXXX", t && *t ? t : "/tmp");
+  if (mkdtemp(tmpdir) == NULL) {
+    perror("mkdtemp");
+    tmpdir[0] = '\0';
+    return 1;
+  }
+  atexit(cleanup);
+  snprintf(srcdir, sizeof srcdir, "%s/src", tmpdir);
+  snprintf(img1, sizeof img1, "%s/img1", tmpdir);
+  snprintf(img2, sizeof img2, "%s/img2", tmpdir);
+  if (!build_tree()) {
+    perror("building the source tree");
+    return 1;
+  }
+
+  phase("8 GiB ext4 image, default limits");
+  if (!make_image(img1, IMG1_SIZE, false) || (v1.fd = open(img1, O_RDONLY)) < 0) {
+    fprintf(stderr, "%s could not make %s\n", mkfs, img1);
+    return 1;
+  }
+  check_ext4(&v1, 0, 1);
+  phase("limits");
+  limit_cases(&v1);
+  phase("failing reads, free, reuse");
+  failure_cases(&v1);
+  phase("damaged metadata");
+  fuzz(&v1);
+  CHECK_INTEQ(close(v1.fd), 0);
+
+  if (!make_image(img2, PART_IMG, true) || (v2.fd = open(img2, O_RDWR)) < 0) {
+    fprintf(stderr, "%s could not make %s\n", mkfs, img2);
+    return 1;
+  }
+  partition_cases(&v2);
+  CHECK_INTEQ(close(v2.fd), 0);
+
+  phase("not ext4");
+  foreign_cases();
+  phase(NULL);
+  TEST_EXIT();
+}
