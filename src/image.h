@@ -29,6 +29,7 @@ struct image_options {
   struct block_cache *cache;        /* shared by every image of the mount */
   unsigned readahead_max_blocks;    /* cap of the sequential window; 0: default */
   unsigned max_requests;            /* fetches in flight per image; 0: default */
+  bool fs_prefetch;                 /* read the filesystem's layout for hints */
 };
 
 /* Open a completed snapshot.  Checks it exists, is completed and readable
@@ -44,8 +45,18 @@ bool image_writable(const struct image *img);
 
 /* Queue the fetch of the volume's first 8 MiB (where partition tables and
  * filesystem metadata live) unless already done for this image; returns at
- * once.  The first read of block 0 does it too. */
+ * once.  The first read of block 0 does it too.  With fs_prefetch, this also
+ * starts the layout parser (layout_prefetch.h). */
 void image_prefetch_head(struct image *img);
+
+/* Queue the fetch of the blocks under [off, off+len) that are listed and not
+ * cached, up to max_requests in flight; returns at once. */
+void image_prefetch_range(struct image *img, uint64_t off, uint64_t len);
+
+/* Copy [off, off+len) into buf through the cache (or the staging area), with
+ * no readahead and no reply references: for small metadata reads (the
+ * layout parser).  Waits for the blocks.  0 or -errno. */
+int image_pread(struct image *img, void *buf, size_t len, uint64_t off);
 
 /* Per open file: sequential-stream detection for readahead. */
 struct image_reader *image_reader_new(struct image *img);

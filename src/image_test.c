@@ -748,6 +748,55 @@ test_head_prefetch(struct ebs_client *c)
   block_cache_free(cache);
 }
 
+/* image_prefetch_range queues exactly the listed blocks under a byte range;
+ * image_pread copies through the same cache, zeros for holes. */
+static void
+test_range_and_pread(struct ebs_client *c)
+{
+  struct block_cache *cache = block_cache_new(64 * BS);
+  struct image_options o = { .client = c, .cache = cache };
+  struct ebs_error err;
+  struct image *img;
+  unsigned before[20], b;
+  unsigned char *buf = malloc(4 * BS);
+  uint64_t pos;
+  int bad = 0;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL || buf == NULL) {
+    free(buf);
+    block_cache_free(cache);
+    return;
+  }
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    before[b] = c->gets[b];
+  pthread_mutex_unlock(&c->lock);
+  /* [10.5, 13.0) blocks: 10 and 12 (11 is a hole); 13 not touched. */
+  image_prefetch_range(img, 10 * BS + BS / 2, 2 * BS + BS / 2);
+  image_prefetch_range(img, 10 * BS, 1);          /* already queued: nothing */
+  image_prefetch_range(img, 1ull << 30, BS);      /* past the end: nothing */
+  /* 9.75 to 12.25 blocks: 9 is fetched here, 10 and 12 were queued above. */
+  CHECK_INTEQ(image_pread(img, buf, 2 * BS + BS / 2, 9 * BS + 3 * BS / 4), 0);
+  for (pos = 0; pos < 2 * BS + BS / 2; pos++) {
+    uint64_t at = 9 * BS + 3 * BS / 4 + pos, blk = at / BS;
+    unsigned char want = c->listed[blk] ? pattern(blk, at % BS) : 0;
+
+    if (buf[pos] != want)
+      bad++;
+  }
+  CHECK_INTEQ(bad, 0);
+  CHECK_INTEQ(image_pread(img, buf, 2, (1ull << 30) - 1), -EINVAL);
+  CHECK_INTEQ(image_pread(img, buf, 1, 1ull << 30), -EINVAL);
+  image_close(img);
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    CHECK_INTEQ(c->gets[b] - before[b], b >= 9 && b <= 12 ? c->listed[b] : 0);
+  pthread_mutex_unlock(&c->lock);
+  free(buf);
+  block_cache_free(cache);
+}
+
 int
 main(void)
 {
@@ -772,6 +821,7 @@ main(void)
   test_no_head_of_line(c, cache);
   test_head_prefetch(c);
   test_window_requeued(c);
+  test_range_and_pread(c);
   block_cache_free(cache);
   fake_client_free(c);
   TEST_EXIT();

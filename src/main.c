@@ -441,6 +441,7 @@ setup(struct mount *m)
   iopts.client = m->client;
   iopts.cache = m->cache;
   iopts.max_requests = o->max_requests;
+  iopts.fs_prefetch = o->fs_prefetch != 0;
   iopts.readahead_max_blocks = (unsigned) ((o->readahead + EBS_BLOCK_SIZE - 1) / EBS_BLOCK_SIZE);
   for (size_t i = 0; i < o->nsnapshots; i++) {
     int r;

@@ -40,6 +40,7 @@ static const struct fuse_opt option_table[] = {
   OPT("max_requests=%u", max_requests, 0),
   OPT("readahead=%s", readahead_str, 0),
   OPT("rate_limit=%s", rate_limit_str, 0),
+  OPT("fs_prefetch=%s", fs_prefetch_str, 0),
   FUSE_OPT_KEY("debug=", KEY_DEBUG_LIST),
   OPT("ro", ro, 1),
   OPT("rw", rw, 1),
@@ -260,6 +261,14 @@ options_parse(int argc, char **argv, struct ebsfs_options *o)
       return usage_error("bad rate_limit '%s': requests per second, more than 0", o->rate_limit_str);
   }
 
+  o->fs_prefetch = 1;
+  if (o->fs_prefetch_str) {
+    if (strcmp(o->fs_prefetch_str, "off") == 0)
+      o->fs_prefetch = 0;
+    else if (strcmp(o->fs_prefetch_str, "on") != 0)
+      return usage_error("bad fs_prefetch '%s': on or off", o->fs_prefetch_str);
+  }
+
   if (o->max_requests == 0)
     o->max_requests = OPT_DEFAULT_MAX_REQUESTS;
   return 0;
@@ -273,6 +282,7 @@ options_free(struct ebsfs_options *o)
   free(o->endpoint);
   free(o->ca_bundle);
   free(o->cache_size_str);
+  free(o->fs_prefetch_str);
   free(o->readahead_str);
   free(o->rate_limit_str);
   free(o->staging_dir);
@@ -332,6 +342,8 @@ options_usage(const char *progname)
          "    -o readahead=SIZE      cap of the sequential readahead window (default: 64M)\n"
          "    -o rate_limit=N        GetSnapshotBlock requests/s per snapshot (default: %.0f;\n"
          "                           AWS allows 1000)\n"
+         "    -o fs_prefetch=on|off  read ext4 directories at once, and a large file's first\n"
+         "                           32M at its first read (default: on)\n"
          "    -o debug=LIST          debug log of subsystems, ':'-separated: http, sigv4,\n"
          "                           creds, index, cache, readahead, fuse, staging, commit\n"
          "                           or all (default: none)\n"

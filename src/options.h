@@ -54,6 +54,7 @@ struct ebsfs_options {
   char *cache_size_str;
   char *readahead_str;
   char *rate_limit_str;
+  char *fs_prefetch_str;
   unsigned max_requests;
   int ro, rw;                   /* -o rw: writable through a staging area */
 
@@ -77,6 +78,7 @@ struct ebsfs_options {
   uint64_t cache_size;          /* bytes */
   uint64_t readahead;           /* bytes, cap of the sequential window */
   double rate_limit;            /* requests/s per snapshot */
+  int fs_prefetch;              /* -o fs_prefetch=on|off (default on) */
   unsigned debug_mask;          /* -o debug=http:cache, repeatable */
 
   char **snapshots;             /* positional arguments but the last */

@@ -84,6 +84,7 @@ test_defaults(void)
   CHECK_INTEQ(o.readahead, OPT_DEFAULT_READAHEAD);
   CHECK_INTEQ(o.max_requests, OPT_DEFAULT_MAX_REQUESTS);
   CHECK(o.rate_limit == OPT_DEFAULT_RATE_LIMIT);
+  CHECK_INTEQ(o.fs_prefetch, 1);
   CHECK(o.region == NULL && o.profile == NULL && o.endpoint == NULL);
   /* libfuse sees only the program name: positionals are ours */
   CHECK_INTEQ(o.fuse_args.argc, 1);
@@ -99,7 +100,7 @@ test_everything(void)
     "-o", "region=eu-west-1,profile=backup,endpoint=http://127.0.0.1:9",
     "-o", "ca_bundle=/etc/ca.pem,cache_size=256M,max_requests=64",
     "-oreadahead=8M,rate_limit=250.5,debug=http:cache",
-    "-o", "debug=index",
+    "-o", "debug=index,fs_prefetch=off",
     "snap-1", "snap-2", "snap-3", "/mnt/x",
     NULL
   };
@@ -115,6 +116,8 @@ test_everything(void)
   CHECK_INTEQ(o.max_requests, 64);
   CHECK_INTEQ(o.readahead, 8ull << 20);
   CHECK(o.rate_limit == 250.5);
+  CHECK_INTEQ(o.fs_prefetch, 0);
+  CHECK(!fuse_mentions(&o, "fs_prefetch"));
   CHECK_INTEQ(o.debug_mask, LOG_SUB_HTTP | LOG_SUB_CACHE | LOG_SUB_INDEX);
   CHECK_INTEQ(o.nsnapshots, 3);
   CHECK_STREQ(o.snapshots[0], "snap-1");
@@ -197,6 +200,7 @@ test_errors(void)
   static const char *const badrate2[] = { "-o", "rate_limit=fast", "snap-1", "/mnt", NULL };
   static const char *const badmax[] = { "-o", "max_requests=many", "snap-1", "/mnt", NULL };
   static const char *const baddebug[] = { "-o", "debug=everything", "snap-1", "/mnt", NULL };
+  static const char *const badfsp[] = { "-o", "fs_prefetch=yes", "snap-1", "/mnt", NULL };
 
   fprintf(stderr, "(usage errors expected below)\n");
   CHECK_INTEQ(parse(&o, none), -1); options_free(&o);
@@ -207,6 +211,7 @@ test_errors(void)
   CHECK_INTEQ(parse(&o, badrate2), -1); options_free(&o);
   CHECK_INTEQ(parse(&o, badmax), -1); options_free(&o);
   CHECK_INTEQ(parse(&o, baddebug), -1); options_free(&o);
+  CHECK_INTEQ(parse(&o, badfsp), -1); options_free(&o);
 }
 
 int

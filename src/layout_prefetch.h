@@ -1,0 +1,54 @@
+/* layout_prefetch.h - filesystem-aware prefetch for one image.
+ *
+ * Once the head of the volume is in, a thread parses the filesystem's
+ * layout (volume_layout.h) through the image and queues, all at once, what
+ * every mount reads next: directories and the journal's superblock.  The
+ * kernel would otherwise find them one dependent round trip at a time.
+ * Afterwards, the first read of a large file's first byte queues the rest of
+ * the file's first 32 MiB, so `cp` or `sha256sum` of it takes one round trip
+ * instead of a readahead window growing over several.
+ *
+ * Hints only: a volume it does not understand gets none, and nothing it does
+ * changes what a read returns.
+ */
+#ifndef EBSFS_LAYOUT_PREFETCH_H
+#define EBSFS_LAYOUT_PREFETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct image;
+struct layout_prefetch;
+
+/* Start parsing in the background; returns at once.  NULL if the thread
+ * could not be started (logged; the image simply gets no hints). */
+struct layout_prefetch *layout_prefetch_start(struct image *img);
+
+/* A read of [off, off+len) is being served: queue the data of each listed
+ * file whose first byte it covers, once per file.  Cheap; does nothing
+ * before the parse is done. */
+void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len);
+
+/* A stream read at off is about to queue blocks [ra_first, ra_first+nra):
+ * how many of them to queue.  Inside a file that was read from its start
+ * and whose whole data we know, the window stops at the file's end plus
+ * the kernel's readahead past it: the rest of the volume belongs to other
+ * files, and on a busy link those requests only delay this file's. */
+unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first,
+                              unsigned nra);
+
+/* What the parse found, for the log and the tests. */
+struct layout_prefetch_stats {
+  int done;                     /* 1 parsed, 0 still parsing, -errno failed */
+  unsigned filesystems;
+  uint64_t inodes;              /* inodes examined */
+  uint64_t meta_ranges, meta_bytes;   /* queued at once */
+  uint64_t files;               /* large files known */
+  uint64_t files_queued;        /* ...whose first read queued the rest */
+};
+void layout_prefetch_get_stats(struct layout_prefetch *lp, struct layout_prefetch_stats *out);
+
+/* Stop (a read in progress finishes first) and free.  NULL is fine. */
+void layout_prefetch_stop(struct layout_prefetch *lp);
+
+#endif
