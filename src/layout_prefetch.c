@@ -59,8 +59,11 @@ parse(void *arg)
   if (rc == 0 && l->nfiles > 0 && (lp->claimed = calloc(l->nfiles, 1)) == NULL)
     rc = -ENOMEM;
   if (rc < 0) {
-    if (rc != -ECANCELED)
+    /* A failed read was already reported by the fetch that failed. */
+    if (rc == -ENOMEM)
       log_warn("%s: no filesystem-aware prefetch: %s", id, strerror(-rc));
+    else
+      log_debug(LOG_SUB_READAHEAD, "%s: no filesystem-aware prefetch: %s", id, strerror(-rc));
     volume_layout_free(l);
     __atomic_store_n(&lp->done, rc, __ATOMIC_RELEASE);
     return NULL;
