@@ -45,7 +45,7 @@ struct ebs_client_config {
   const char *region;
   struct credentials_provider *credentials;  /* borrowed; outlives the client */
   const char *ca_bundle;        /* NULL: system default; TLS is always verified */
-  double rate_limit;            /* requests/s per snapshot for Get/PutSnapshotBlock; 0: default (950) */
+  double rate_limit;            /* requests/s per snapshot for Get/PutSnapshotBlock; 0: default (1000) */
   unsigned max_in_flight;       /* concurrent requests in all; 0: default (128) */
   unsigned connect_timeout_ms;  /* 0: default (5000) */
   unsigned stall_timeout_ms;    /* no byte for this long = timed out; 0: default (15000) */
