@@ -32,8 +32,7 @@ struct layout_prefetch {
   int done;                             /* atomic: 0 parsing, 1 ready, -errno */
   struct volume_layout layout;          /* read-only once done == 1 */
   unsigned char *claimed;               /* atomic, one per file: data queued */
-  uint64_t meta_bytes;
-  uint64_t files_queued;                /* atomic */
+  uint64_t meta_bytes;                  /* for the log */
 };
 
 static int
@@ -136,7 +135,6 @@ layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len)
 
     if (__atomic_exchange_n(&lp->claimed[i], 1, __ATOMIC_RELAXED))
       continue;
-    __atomic_add_fetch(&lp->files_queued, 1, __ATOMIC_RELAXED);
     log_debug(LOG_SUB_READAHEAD, "%s: first read of the file at %llu: queuing %u extent(s)",
               image_snapshot_id(lp->img), (unsigned long long) f->start, f->nranges);
     for (r = 0; r < f->nranges; r++)
@@ -177,23 +175,6 @@ layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first
   if (ra_first >= limit)
     return 0;
   return limit - ra_first < nra ? (unsigned) (limit - ra_first) : nra;
-}
-
-void
-layout_prefetch_get_stats(struct layout_prefetch *lp, struct layout_prefetch_stats *out)
-{
-  memset(out, 0, sizeof *out);
-  if (lp == NULL)
-    return;
-  out->done = __atomic_load_n(&lp->done, __ATOMIC_ACQUIRE);
-  if (out->done != 1)
-    return;
-  out->filesystems = lp->layout.nfilesystems;
-  out->inodes = lp->layout.inodes_scanned;
-  out->meta_ranges = lp->layout.nmeta;
-  out->meta_bytes = lp->meta_bytes;
-  out->files = lp->layout.nfiles;
-  out->files_queued = __atomic_load_n(&lp->files_queued, __ATOMIC_RELAXED);
 }
 
 void

@@ -37,17 +37,6 @@ void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t le
 unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first,
                               unsigned nra);
 
-/* What the parse found, for the log and the tests. */
-struct layout_prefetch_stats {
-  int done;                     /* 1 parsed, 0 still parsing, -errno failed */
-  unsigned filesystems;
-  uint64_t inodes;              /* inodes examined */
-  uint64_t meta_ranges, meta_bytes;   /* queued at once */
-  uint64_t files;               /* large files known */
-  uint64_t files_queued;        /* ...whose first read queued the rest */
-};
-void layout_prefetch_get_stats(struct layout_prefetch *lp, struct layout_prefetch_stats *out);
-
 /* Stop (a read in progress finishes first) and free.  NULL is fine. */
 void layout_prefetch_stop(struct layout_prefetch *lp);
 

@@ -174,6 +174,10 @@ parse_superblock(struct scan *s, uint64_t base, uint64_t avail, struct ext4 *fs)
       first_data >= fs->blocks || first_data > 1)
     return 0;
   fs->ngroups = (fs->blocks - first_data + blocks_per_group - 1) / blocks_per_group;
+  /* Nothing we list may lie past the volume, and block * block_size must
+   * not overflow: a filesystem claiming more blocks is cut to the volume. */
+  if (fs->blocks > (s->volume_size - base) / fs->block_size)
+    fs->blocks = (s->volume_size - base) / fs->block_size;
   return 1 + (int) first_data;          /* > 0: recognised, the descriptors' block */
 }
 
