@@ -432,7 +432,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   struct cache_entry *ent[IMAGE_READ_MAX_SEGS];
   struct layout_prefetch *lp;
   bool listed[IMAGE_READ_MAX_SEGS], staged[IMAGE_READ_MAX_SEGS];
-  uint64_t first, last, ra_first = 0, b;
+  uint64_t first, last, ra_first = 0, stream_start, b;
   unsigned nra, i, n;
   struct ebs_error err;
   bool stream;
@@ -465,6 +465,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   pthread_mutex_lock(&r->lock);
   nra = readahead_on_read(&r->ra, off, len, img->nblocks, &ra_first);
   stream = r->ra.window > 0;
+  stream_start = r->ra.stream_start;
   pthread_mutex_unlock(&r->lock);
 
   /* Start every missing block of this read before waiting for any. */
@@ -491,7 +492,7 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
   if (rc == 0 && nra) {
     /* A stream through a file read from its start stops at the file's end
      * (layout_prefetch.h); nothing past it is that reader's. */
-    unsigned take = lp ? layout_prefetch_clip(lp, off, ra_first, nra) : nra;
+    unsigned take = lp ? layout_prefetch_clip(lp, off, stream_start, ra_first, nra) : nra;
     uint64_t stopped = take ? prefetch(img, ra_first, take) : ra_first;
 
     /* At max_requests in flight, or clipped: the rest of the window is

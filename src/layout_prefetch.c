@@ -148,7 +148,8 @@ layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len)
 }
 
 unsigned
-layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first, unsigned nra)
+layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_start,
+                     uint64_t ra_first, unsigned nra)
 {
   const struct volume_layout *l = &lp->layout;
   const struct layout_file *f;
@@ -161,16 +162,21 @@ layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first
   if (i == 0)
     return nra;
   f = &l->files[i - 1];
-  if (f->end == 0 || off >= f->end || !__atomic_load_n(&lp->claimed[i - 1], __ATOMIC_RELAXED))
+  /* Only a stream that began in this file: a dd of the volume, or a loop
+   * device reading file after file, runs on through it unclipped. */
+  if (f->end == 0 || stream_start < f->start || off >= f->end + KERNEL_OVERSHOOT ||
+      !__atomic_load_n(&lp->claimed[i - 1], __ATOMIC_RELAXED))
     return nra;
-  for (i = 0; i < f->nranges; i++) {
-    const struct layout_range *rg = &l->ranges[f->first_range + i];
+  if (off < f->end) {
+    for (i = 0; i < f->nranges; i++) {
+      const struct layout_range *rg = &l->ranges[f->first_range + i];
 
-    if (off >= rg->off && off - rg->off < rg->len)
-      break;
+      if (off >= rg->off && off - rg->off < rg->len)
+        break;
+    }
+    if (i == f->nranges)
+      return nra;                       /* in a gap: another file's data */
   }
-  if (i == f->nranges)
-    return nra;                         /* in a gap: another file's data */
   limit = (f->end + KERNEL_OVERSHOOT + EBS_BLOCK_SIZE - 1) / EBS_BLOCK_SIZE;
   if (ra_first >= limit)
     return 0;

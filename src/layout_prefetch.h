@@ -29,13 +29,15 @@ struct layout_prefetch *layout_prefetch_start(struct image *img);
  * before the parse is done. */
 void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len);
 
-/* A stream read at off is about to queue blocks [ra_first, ra_first+nra):
- * how many of them to queue.  Inside a file that was read from its start
- * and whose whole data we know, the window stops at the file's end plus
- * the kernel's readahead past it: the rest of the volume belongs to other
- * files, and on a busy link those requests only delay this file's. */
-unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t ra_first,
-                              unsigned nra);
+/* A stream read at off, in a stream that began at stream_start, is about
+ * to queue blocks [ra_first, ra_first+nra): how many of them to queue.  When
+ * the stream began in a file that was read from its start and whose whole
+ * data we know, the window stops at the file's end plus the kernel's
+ * readahead past it: the rest of the volume belongs to other files, and on
+ * a busy link those requests only delay this file's.  Streams that began
+ * before the file (dd of the volume) are never clipped. */
+unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_start,
+                              uint64_t ra_first, unsigned nra);
 
 /* Stop (a read in progress finishes first) and free.  NULL is fine. */
 void layout_prefetch_stop(struct layout_prefetch *lp);

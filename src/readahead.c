@@ -9,6 +9,7 @@ readahead_init(struct readahead *ra, unsigned max_blocks)
 {
   ra->next_off = 0;             /* a first read at 0 starts a stream */
   ra->stream_bytes = 0;
+  ra->stream_start = 0;
   ra->prefetched_end = 0;
   ra->window = 0;
   ra->max_window = max_blocks ? max_blocks : READAHEAD_DEFAULT_MAX_BLOCKS;
@@ -47,6 +48,7 @@ readahead_on_read(struct readahead *ra, uint64_t off, size_t len,
   if (!sequential) {
     ra->window = 0;
     ra->stream_bytes = 0;
+    ra->stream_start = off;
     ra->prefetched_end = 0;
     /* A read of whole blocks elsewhere starts a tentative stream at once:
      * it is the kernel's readahead of a file read through a loop mount, or

@@ -23,6 +23,7 @@
 struct readahead {
   uint64_t next_off;            /* where the stream would continue */
   uint64_t stream_bytes;        /* read by the stream so far */
+  uint64_t stream_start;        /* where the current stream began */
   uint64_t prefetched_end;      /* blocks below this were already handed out */
   unsigned window;              /* blocks ahead of the read; 0: no stream */
   unsigned max_window;

@@ -60,6 +60,14 @@ main(void)
   for (i = 3; i < 40; i++)
     readahead_on_read(&ra, i * 2 * BS, 2 * BS, 1000, &first);
   CHECK_INTEQ(ra.window, 64);
+  CHECK_INTEQ(ra.stream_start, 0);
+  /* A jump starts a new stream there; small forward skips keep it. */
+  readahead_on_read(&ra, 500 * BS + 4096, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.stream_start, 500 * BS + 4096);
+  readahead_on_read(&ra, 502 * BS + 4096 + 8192, 2 * BS, 1000, &first);
+  readahead_on_read(&ra, 504 * BS + 4096 + 8192, 2 * BS, 1000, &first);
+  CHECK_INTEQ(ra.stream_start, 500 * BS + 4096);
+  CHECK(ra.window > 0);
 
   /* Every block of a long stream is handed out exactly once, in order. */
   readahead_init(&ra, 8);
