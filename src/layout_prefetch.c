@@ -154,29 +154,29 @@ layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_s
   const struct volume_layout *l = &lp->layout;
   const struct layout_file *f;
   uint64_t limit;
-  size_t i;
+  size_t i, r;
 
   if (__atomic_load_n(&lp->done, __ATOMIC_ACQUIRE) != 1)
     return nra;
-  i = first_at_or_after(l, off + 1);  /* the file starting at or before off */
+  /* The file the stream began in: the last one starting at or before that
+   * point, if the point lies in its data.  A stream that began before the
+   * file (dd of the volume) or has run on past its end and the kernel's
+   * overshoot (a loop device reading file after file) is not clipped. */
+  i = first_at_or_after(l, stream_start + 1);
   if (i == 0)
     return nra;
   f = &l->files[i - 1];
-  /* Only a stream that began in this file: a dd of the volume, or a loop
-   * device reading file after file, runs on through it unclipped. */
-  if (f->end == 0 || stream_start < f->start || off >= f->end + KERNEL_OVERSHOOT ||
+  if (f->end == 0 || off >= f->end + KERNEL_OVERSHOOT ||
       !__atomic_load_n(&lp->claimed[i - 1], __ATOMIC_RELAXED))
     return nra;
-  if (off < f->end) {
-    for (i = 0; i < f->nranges; i++) {
-      const struct layout_range *rg = &l->ranges[f->first_range + i];
+  for (r = 0; r < f->nranges; r++) {
+    const struct layout_range *rg = &l->ranges[f->first_range + r];
 
-      if (off >= rg->off && off - rg->off < rg->len)
-        break;
-    }
-    if (i == f->nranges)
-      return nra;                       /* in a gap: another file's data */
+    if (stream_start >= rg->off && stream_start - rg->off < rg->len)
+      break;
   }
+  if (r == f->nranges)
+    return nra;
   limit = (f->end + KERNEL_OVERSHOOT + EBS_BLOCK_SIZE - 1) / EBS_BLOCK_SIZE;
   if (ra_first >= limit)
     return 0;

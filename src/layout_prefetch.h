@@ -34,8 +34,9 @@ void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t le
  * the stream began in a file that was read from its start and whose whole
  * data we know, the window stops at the file's end plus the kernel's
  * readahead past it: the rest of the volume belongs to other files, and on
- * a busy link those requests only delay this file's.  Streams that began
- * before the file (dd of the volume) are never clipped. */
+ * a busy link those requests only delay this file's.  A stream that began
+ * before the file (dd of the volume), or that reads on past that point, is
+ * not clipped. */
 unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_start,
                               uint64_t ra_first, unsigned nra);
 
