@@ -663,7 +663,7 @@ image_seek(struct image *img, off_t off, int whence)
   return (off_t) ((uint64_t) b * EBS_BLOCK_SIZE);
 }
 
-/* ---- the write path (-o rw) ---------------------------------------------------- */
+/* ---- copies through the cache: the layout parser, the write path ---------------- */
 
 /* Copy [skip, skip+len) of a block not staged into buf: the source's data
  * (through the cache, shared with readers) or zeros. */
@@ -739,6 +739,8 @@ image_prefetch_range(struct image *img, uint64_t off, uint64_t len)
     last = first + UINT_MAX - 1;
   (void) prefetch(img, first, (unsigned) (last - first + 1));
 }
+
+/* ---- the write path (-o rw) ---------------------------------------------------- */
 
 /* One block's part of a write. */
 static int
