@@ -28,6 +28,7 @@
 
 #include "fuse_ops.h"
 #include "image.h"
+#include "kernel_readahead.h"
 #include "log.h"
 #include "staging.h"
 
@@ -100,7 +101,7 @@ op_init(void *userdata, struct fuse_conn_info *conn)
     conn->congestion_threshold = 48;
   /* Ask for 1 MiB reads; the kernel keeps the smaller of this and the
    * mount's read_ahead_kb, which main raised already (kernel_readahead.h). */
-  conn->max_readahead = 1024 * 1024;
+  conn->max_readahead = KERNEL_READAHEAD_KB * 1024u;
   log_debug(LOG_SUB_FUSE, "fuse: protocol %u.%u, max_write %u, max_read %u, max_readahead %u, "
             "max_background %u", conn->proto_major, conn->proto_minor, conn->max_write,
             conn->max_read, conn->max_readahead, conn->max_background);

@@ -706,6 +706,18 @@ test_no_head_of_line(struct ebs_client *c, struct block_cache *cache)
   image_close(img);
 }
 
+/* GetSnapshotBlock counts of blocks 0-19 so far. */
+static void
+gets_of_head(struct ebs_client *c, unsigned before[20])
+{
+  unsigned b;
+
+  pthread_mutex_lock(&c->lock);
+  for (b = 0; b < 20; b++)
+    before[b] = c->gets[b];
+  pthread_mutex_unlock(&c->lock);
+}
+
 /* The volume's first 8 MiB, where filesystems keep their metadata, is
  * queued once per image: by main() at mount (image_prefetch_head, asked
  * twice here: nothing is fetched twice), or else by the first read of
@@ -722,10 +734,7 @@ test_head_prefetch(struct ebs_client *c)
   for (by_read = 0; by_read < 2; by_read++) {
     struct image *img;
 
-    pthread_mutex_lock(&c->lock);
-    for (b = 0; b < 20; b++)
-      before[b] = c->gets[b];
-    pthread_mutex_unlock(&c->lock);
+    gets_of_head(c, before);
     CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
     if (img == NULL)
       break;
@@ -768,10 +777,7 @@ test_range_and_pread(struct ebs_client *c)
     block_cache_free(cache);
     return;
   }
-  pthread_mutex_lock(&c->lock);
-  for (b = 0; b < 20; b++)
-    before[b] = c->gets[b];
-  pthread_mutex_unlock(&c->lock);
+  gets_of_head(c, before);
   /* [10.5, 13.0) blocks: 10 and 12 (11 is a hole); 13 not touched. */
   image_prefetch_range(img, 10 * BS + BS / 2, 2 * BS + BS / 2);
   image_prefetch_range(img, 10 * BS, 1);          /* already queued: nothing */

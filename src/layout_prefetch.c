@@ -18,12 +18,15 @@
 
 #include "ebs.h"
 #include "image.h"
+#include "kernel_readahead.h"
 #include "layout_prefetch.h"
 #include "log.h"
 #include "volume_layout.h"
 
 #define FILE_START_SLACK 4096u          /* reads are page-aligned; ext4 blocks may be 1K */
-#define KERNEL_OVERSHOOT (1024u * 1024u) /* conn->max_readahead in fuse_ops.c */
+/* The kernel reads ahead this far past what the filesystem asked for: FUSE's
+ * max_readahead and the bdi's read_ahead_kb, both set from this one value. */
+#define KERNEL_OVERSHOOT (KERNEL_READAHEAD_KB * 1024u)
 
 struct layout_prefetch {
   struct image *img;
