@@ -523,6 +523,50 @@ class Faults(Base):
         self.assertGreater(admin("GET", "/counters")["throttled"], 0)
 
 
+class Connections(Base):
+    def test_many_new_connections_at_once_are_all_served(self):
+        # More connections at once than the server keeps threads waiting in
+        # accept() (32): the pool must grow, and every connection must stay
+        # usable for a second request (keep-alive).
+        sid = self.write({0: block("conn")})
+        path = "/snapshots/%s/blocks" % sid
+        u = urllib.parse.urlsplit(URL)
+        n = 80
+        conns = [http.client.HTTPConnection(u.hostname, u.port, timeout=30) for _ in range(n)]
+        for c in conns:
+            c.connect()
+        errors = []
+        # Nobody closes before everyone has an answer: a pool that did not
+        # grow would leave connections unserved here.
+        all_answered = threading.Barrier(n, timeout=20)
+
+        def one(c):
+            try:
+                for i in range(2):
+                    req = AWSRequest(method="GET", url=URL + path, data=b"")
+                    SigV4Auth(Credentials(AKID, SECRET), "ebs", "us-east-1").add_auth(req)
+                    c.request("GET", path, headers=dict(req.headers.items()))
+                    resp = c.getresponse()
+                    body = json.loads(resp.read())
+                    if resp.status != 200 or body["Blocks"][0]["BlockIndex"] != 0:
+                        errors.append((resp.status, body))
+                    if i == 0:
+                        all_answered.wait()
+            except Exception as e:          # noqa: BLE001 - reported below
+                errors.append(repr(e))
+            finally:
+                c.close()
+
+        admin("POST", "/config", {"latency_ms": 100})
+        threads = [threading.Thread(target=one, args=(c,)) for c in conns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads), "a connection was never served")
+        self.assertEqual(errors, [])
+
+
 class ImportExport(Base):
     def test_round_trip(self):
         img = os.path.join(TMP, "rt.img")
