@@ -2,11 +2,11 @@
  *
  * EBS allows about 1000 GetSnapshotBlock/PutSnapshotBlock per second per
  * snapshot; going over earns RequestThrottledException, and immediate retries
- * fail again.  So the transport paces itself at the quota (RATELIMIT_DEFAULT_RATE below)
- * and, when throttled anyway (other clients on the same snapshot, a lower
- * account quota), cuts its pace multiplicatively (AIMD: x0.7, at most once
- * per half second) and climbs back slowly (+5% of the configured rate per
- * second without a throttle).
+ * fail again.  So the transport paces itself at the quota
+ * (RATELIMIT_DEFAULT_RATE below) and, when throttled anyway (other clients on
+ * the same snapshot, a lower account quota), cuts its pace multiplicatively
+ * (AIMD: x0.7, at most once per half second) and climbs back slowly (+5% of
+ * the configured rate per second without a throttle).
  *
  * Scheduling is by reservation (GCRA): ratelimit_reserve() hands every
  * request the time it may be sent, in arrival order, so the I/O thread keeps

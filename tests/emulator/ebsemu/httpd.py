@@ -1,11 +1,12 @@
 """The EBS HTTP server (signed, AWS-shaped) and the admin server (plain JSON).
 
 Threads: one daemon thread per connection, taken from a pool of threads
-waiting in accept() (see _PooledServer; the admin server is a plain
-ThreadingHTTPServer), HTTP/1.1 keep-alive, TCP_NODELAY.  Injected latency is a sleep in the connection's own
-thread, so 100 connections x 100 ms cost no CPU.  Per-request work is kept
-small: signing keys and synthetic-block digests are cached, stored blocks are
-one pread, and each response leaves in one sendall.
+waiting in accept() (_PooledServer; the admin server is a plain
+ThreadingHTTPServer), HTTP/1.1 keep-alive, TCP_NODELAY.  Injected latency is
+a sleep in the connection's own thread, so 100 connections x 100 ms cost no
+CPU.  Per-request work is kept small: signing keys and synthetic-block digests
+are cached, stored blocks are one pread, and each response leaves in one
+sendall.
 
 Order of processing for every EBS request: read the body; route (unknown
 routes -> 404 UnknownOperationException); count it; sleep the latency; verify
@@ -625,10 +626,13 @@ class _PooledServer(_Server):
     MIN_IDLE = 32                       # a burst this wide finds a thread waiting
     MAX_IDLE = 128                      # more idle than this: a finished thread exits
 
-    def serve_forever(self, poll_interval=0.5):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         self._pool_lock = threading.Condition()
-        self._idle = 0
+        self._idle = 0                  # threads in (or about to be in) accept()
         self._stopping = threading.Event()
+
+    def serve_forever(self, poll_interval=0.5):
         threading.Thread(target=self._keeper, name="ebs-accept-keeper", daemon=True).start()
         try:
             while not self._stopping.wait(poll_interval):
@@ -639,6 +643,7 @@ class _PooledServer(_Server):
                 self._pool_lock.notify_all()
 
     def shutdown(self):
+        # socketserver's would wait for a loop this class does not run.
         self._stopping.set()
 
     def _keeper(self):
