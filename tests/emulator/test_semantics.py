@@ -484,10 +484,22 @@ class Faults(Base):
         self.assertEqual(self.rawget(0)[2], self.want[0])
 
     def test_latency(self):
+        # Every answer, errors too, leaves the latency after the request came
+        # in; a delay fault adds to it.
         admin("POST", "/config", {"latency_ms": 200})
         t = time.monotonic()
         self.c.list_snapshot_blocks(SnapshotId=self.sid, MaxResults=100)
         self.assertGreaterEqual(time.monotonic() - t, 0.2)
+        t = time.monotonic()
+        with self.assertRaises(ClientError) as e:
+            self.c.list_snapshot_blocks(SnapshotId="snap-0123456789abcdef0")
+        self.assertEqual(err(e.exception)[2], 404)
+        self.assertGreaterEqual(time.monotonic() - t, 0.2)
+        admin("POST", "/faults", [{"op": "GetSnapshotBlock", "kind": "delay", "delay_ms": 300,
+                                   "count": 1}])
+        t = time.monotonic()
+        self.assertEqual(self.get(self.sid, 0, self.toks[0]), self.want[0])
+        self.assertGreaterEqual(time.monotonic() - t, 0.5)
 
     def test_rate_limit(self):
         admin("POST", "/config", {"rate_limit": 5})

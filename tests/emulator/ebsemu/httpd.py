@@ -9,9 +9,10 @@ are cached, stored blocks are one pread, and each response leaves in one
 sendall.
 
 Order of processing for every EBS request: read the body; route (unknown
-routes -> 404 UnknownOperationException); count it; sleep the latency; verify
-the signature; apply a matching fault rule; apply the per-snapshot rate limit
-(Get/PutSnapshotBlock); run the operation; send (body faults act here).
+routes -> 404 UnknownOperationException); count it; verify the signature;
+apply a matching fault rule; apply the per-snapshot rate limit
+(Get/PutSnapshotBlock); run the operation; wait until the latency has passed
+since the request came in; send (body faults act here).
 """
 
 import base64
@@ -268,6 +269,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = None
     body_buffer = None
+    answer_at = 0.0              # monotonic time the answer may leave (_handle sets it)
 
     def log_message(self, fmt, *args):
         if not self.server.ctx.quiet:
@@ -330,6 +332,9 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         kind = fault["kind"] if fault else None
+        wait = self.answer_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         # Counted before sending: a client may read the counters as soon as it
         # has the answer.
         self.status_sent = status
@@ -408,6 +413,10 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         ctx = self.server.ctx
         t0 = time.monotonic()
+        # The answer leaves latency_ms after the request came in, however long
+        # the work took inside that time (as a remote server's work is part of
+        # its latency): _send waits for this moment.
+        self.answer_at = t0 + ctx.config.latency_ms / 1000.0
         self.request_id = str(uuid.UUID(bytes=os.urandom(16), version=4))
         self.status_sent = 0
         self.op = None
@@ -434,8 +443,6 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
                 ctx.counters.bump("unknown")
             else:
                 ctx.counters.request(op, sid)
-            if ctx.config.latency_ms > 0:
-                time.sleep(ctx.config.latency_ms / 1000.0)
             try:
                 ctx.verifier.verify(self.command, raw_path, raw_query,
                                     lambda n: self.headers.get_all(n) or [], body)
@@ -463,7 +470,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
                 kind = fault["kind"]
                 if kind == "delay":
                     ctx.counters.bump("faults", kind)
-                    time.sleep(fault.get("delay_ms", 1000) / 1000.0)
+                    self.answer_at += fault.get("delay_ms", 1000) / 1000.0
                     fault = None
                 elif kind == "error" or kind in _ERROR_FAULTS:
                     ctx.counters.bump("faults", kind)
