@@ -12,6 +12,7 @@
 #ifndef EBSFS_FUSE_OPS_H
 #define EBSFS_FUSE_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -29,6 +30,10 @@ struct ebsfs_fs {
   time_t mount_time;            /* the files' times: snapshots carry none we know */
   uid_t uid;                    /* the files' owner: whoever mounted */
   gid_t gid;
+  /* Read-only images through the kernel's page cache (-o kernel_cache);
+   * otherwise they are opened for direct I/O.  Writable images always use
+   * the page cache. */
+  bool kernel_cache;
   /* Commit img now: 0 (committed or nothing to commit) or -errno.  NULL
    * when read-only. */
   int (*commit)(void *arg, struct image *img);

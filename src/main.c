@@ -627,6 +627,7 @@ start_fuse(struct mount *m)
   m->fs.mount_time = time(NULL);
   m->fs.uid = getuid();
   m->fs.gid = getgid();
+  m->fs.kernel_cache = m->opts.kernel_cache != 0;
   if (m->staging) {
     m->fs.commit = commit_now;
     m->fs.commit_arg = m;

@@ -41,6 +41,7 @@ static const struct fuse_opt option_table[] = {
   OPT("readahead=%s", readahead_str, 0),
   OPT("rate_limit=%s", rate_limit_str, 0),
   OPT("fs_prefetch=%s", fs_prefetch_str, 0),
+  OPT("kernel_cache", kernel_cache, 1),
   FUSE_OPT_KEY("debug=", KEY_DEBUG_LIST),
   OPT("ro", ro, 1),
   OPT("rw", rw, 1),
@@ -344,6 +345,9 @@ options_usage(const char *progname)
          "                           %.0f, AWS's limit; slower after a throttle)\n"
          "    -o fs_prefetch=on|off  read ext4 directories at once, and a large file's first\n"
          "                           32M at its first read (default: on)\n"
+         "    -o kernel_cache        read-only images go through the kernel's page cache\n"
+         "                           (needed to mmap them; default: direct reads, no copy\n"
+         "                           into the page cache)\n"
          "    -o debug=LIST          debug log of subsystems, ':'-separated: http, sigv4,\n"
          "                           creds, index, cache, readahead, fuse, staging, commit\n"
          "                           or all (default: none)\n"

@@ -55,6 +55,7 @@ struct ebsfs_options {
   char *readahead_str;
   char *rate_limit_str;
   char *fs_prefetch_str;
+  int kernel_cache;             /* -o kernel_cache: read-only images in the page cache */
   unsigned max_requests;
   int ro, rw;                   /* -o rw: writable through a staging area */
 

@@ -85,6 +85,7 @@ test_defaults(void)
   CHECK_INTEQ(o.max_requests, OPT_DEFAULT_MAX_REQUESTS);
   CHECK(o.rate_limit == OPT_DEFAULT_RATE_LIMIT);
   CHECK_INTEQ(o.fs_prefetch, 1);
+  CHECK_INTEQ(o.kernel_cache, 0);
   CHECK(o.region == NULL && o.profile == NULL && o.endpoint == NULL);
   /* libfuse sees only the program name: positionals are ours */
   CHECK_INTEQ(o.fuse_args.argc, 1);
@@ -100,7 +101,7 @@ test_everything(void)
     "-o", "region=eu-west-1,profile=backup,endpoint=http://127.0.0.1:9",
     "-o", "ca_bundle=/etc/ca.pem,cache_size=256M,max_requests=64",
     "-oreadahead=8M,rate_limit=250.5,debug=http:cache",
-    "-o", "debug=index,fs_prefetch=off",
+    "-o", "debug=index,fs_prefetch=off,kernel_cache",
     "snap-1", "snap-2", "snap-3", "/mnt/x",
     NULL
   };
@@ -118,6 +119,8 @@ test_everything(void)
   CHECK(o.rate_limit == 250.5);
   CHECK_INTEQ(o.fs_prefetch, 0);
   CHECK(!fuse_mentions(&o, "fs_prefetch"));
+  CHECK_INTEQ(o.kernel_cache, 1);
+  CHECK(!fuse_mentions(&o, "kernel_cache"));      /* ours, not libfuse's */
   CHECK_INTEQ(o.debug_mask, LOG_SUB_HTTP | LOG_SUB_CACHE | LOG_SUB_INDEX);
   CHECK_INTEQ(o.nsnapshots, 3);
   CHECK_STREQ(o.snapshots[0], "snap-1");

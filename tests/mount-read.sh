@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # mount-read.sh - a snapshot of random data with holes reads back
 # byte-identical through the mount: the whole image with dd at several block
-# sizes (through the page cache and with O_DIRECT, which sends each read
-# to ebsfs as asked), unaligned offsets and lengths, the last bytes and
-# reads past the end.
+# sizes (buffered, and with O_DIRECT, which sends each read to ebsfs as
+# asked), unaligned offsets and lengths, the last bytes and reads past the
+# end.  The image is opened for direct I/O by default; the same checks then
+# run again with -o kernel_cache (the kernel's page cache), where a shared
+# mmap works too.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 . "$top_srcdir/tests/mount-functions.sh"
 set -u
@@ -47,10 +49,13 @@ for bs in 512 4096; do
     cmp - <(dd if="$src" bs=$bs skip=$last status=none) || fail "dd bs=$bs tail differs"
 done
 
-# Unaligned offsets and lengths, block boundaries, the end of the image.
-"$PYTHON3" - "$img" "$src" "$SIZE" <<'PY' || fail "unaligned reads differ"
-import os, random, sys
-img, src, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# Unaligned offsets and lengths, block boundaries, the end of the image; then
+# mmap: MAP_PRIVATE reads right in both modes, MAP_SHARED needs kernel_cache
+# (the kernel refuses it on a direct-I/O file with ENODEV).
+check_preads() {
+"$PYTHON3" - "$img" "$src" "$SIZE" "$1" <<'PY' || fail "unaligned reads differ ($1)"
+import errno, mmap, os, random, sys
+img, src, size, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 B = 512 * 1024
 rnd = random.Random(7)
 cases = [(0, 1), (1, 4095), (B - 1, 2), (B - 3, B + 7), (10 * B + 1000, 200000),
@@ -78,7 +83,38 @@ for fl in flags:
         print("read across the end is not clipped", file=sys.stderr)
         bad += 1
     os.close(fi)
+fi = os.open(img, os.O_RDONLY)
+want = os.pread(fs, 3 * B, B)
+for access in (mmap.ACCESS_COPY, mmap.ACCESS_READ):
+    try:
+        m = mmap.mmap(fi, 3 * B, access=access, offset=B)
+    except OSError as e:
+        if access == mmap.ACCESS_READ and mode == "direct" and e.errno == errno.ENODEV:
+            continue
+        print(f"mmap (access {access}, {mode}): {e}", file=sys.stderr)
+        bad += 1
+        continue
+    if access == mmap.ACCESS_READ and mode == "direct":
+        print("a shared mmap of a direct-I/O image worked: is it still opened so?",
+              file=sys.stderr)
+        bad += 1
+    if m[:] != want:
+        print(f"mmap (access {access}, {mode}) differs", file=sys.stderr)
+        bad += 1
+    m.close()
+os.close(fi)
 sys.exit(1 if bad else 0)
 PY
+}
+check_preads direct
 
+stop_ebsfs "$mnt"
+
+# The page-cache mode: buffered and O_DIRECT dd, the same preads, and mmap.
+start_ebsfs "$mnt" -o kernel_cache "$snap"
+for flag in direct fullblock; do
+  dd if="$img" bs=1M iflag=$flag status=none | cmp - "$src" ||
+    fail "dd bs=1M iflag=$flag differs (kernel_cache)"
+done
+check_preads kernel_cache
 stop_ebsfs "$mnt"
