@@ -6,9 +6,9 @@
  * own block arrives.  Entries evicted by the budget are recycled (struct and
  * buffer) for the next miss, so a steady stream of misses does not malloc.
  *
- * Drop-behind: a block a sequential reader has read to its end is already in
- * the kernel's page cache (keep_cache), so keeping it here is worth less than
- * any other block.  Such "consumed" blocks go on their own list, evicted
+ * Drop-behind: a block a sequential reader has read to its end is in the
+ * reader's hands (and, under a loop mount or with -o kernel_cache, in a page
+ * cache above us), so keeping it here is worth less than any other block.  Such "consumed" blocks go on their own list, evicted
  * before the LRU when the budget is full: a long stream cycles through its
  * own buffers instead of flushing the blocks random readers (a loop-mounted
  * file system's metadata) keep coming back to.
@@ -18,11 +18,12 @@
  * dd of a whole volume then touches about 100 MiB of fresh memory instead
  * of the whole budget, and first-touching memory is a fifth of the daemon's
  * CPU in such a read on the machine we measure on (tests/bench/RESULTS.md).
- * But the kernel can drop its pages under memory pressure, and then those
- * blocks were worth keeping (an earlier version recycled unconditionally
+ * But a reader can come back (the kernel dropped its pages under memory
+ * pressure, or a direct-I/O reader reads again), and then those blocks were
+ * worth keeping (an earlier version recycled unconditionally
  * and once re-fetched 699 blocks of a 1 GiB warm re-read).  So recycled
  * blocks are remembered as "ghosts" (owner and index only), as in ARC: a
- * miss on a ghost shows the kernel did not keep what we gave up, and from
+ * miss on a ghost shows a reader wanted back what we gave up, and from
  * then on consumed blocks stay until the budget is full.
  */
 #include <config.h>
@@ -42,6 +43,9 @@
 #define DONE_KEEP_MIN 128u              /* consumed blocks kept below the budget: */
 #define DONE_KEEP_SHARE 4               /* max(64 MiB, a quarter of the budget) */
 #define NO_GHOST UINT32_MAX
+#define RESERVE_BUFS 32u                /* 16 MiB of buffers kept ready */
+#define CHUNK_SIZE (2u << 20)           /* buffers come in 2 MiB chunks (below) */
+#define BLOCKS_PER_CHUNK (CHUNK_SIZE / EBS_BLOCK_SIZE)
 
 enum entry_state { E_FETCHING, E_READY, E_FAILED };
 
@@ -93,6 +97,12 @@ struct block_cache {
   size_t nchunks, cap_chunks;
   void **free_bufs;                     /* buffers not in use; room for all of them */
   size_t nfree;
+  /* The reserve: a thread keeps nfree at reserve, while the pool is under
+   * max_chunks, so a burst of misses does not wait for fresh memory. */
+  size_t reserve, max_chunks;
+  pthread_cond_t pool_cond;             /* wakes the reserve thread */
+  pthread_t reserve_thread;
+  bool reserve_running, reserve_stop;   /* under pool_lock */
 };
 
 static size_t
@@ -103,6 +113,8 @@ bucket_of(const struct block_cache *c, const void *owner, uint32_t index)
   h ^= h >> 29;
   return (size_t) h & (c->nbuckets - 1);
 }
+
+static void *reserve_main(void *arg);
 
 struct block_cache *
 block_cache_new(uint64_t budget_bytes)
@@ -138,8 +150,27 @@ block_cache_new(uint64_t budget_bytes)
     pthread_mutex_destroy(&c->lock);
     goto fail;
   }
+  if (pthread_cond_init(&c->pool_cond, NULL) != 0) {
+    pthread_mutex_destroy(&c->pool_lock);
+    pthread_mutex_destroy(&c->lock);
+    goto fail;
+  }
+  /* A reserve of 16 MiB of buffers (an eighth of a small budget), and the
+   * pool never grows past the budget plus that reserve. */
+  c->reserve = RESERVE_BUFS;
+  if (c->reserve > c->budget / EBS_BLOCK_SIZE / 8)
+    c->reserve = c->budget / EBS_BLOCK_SIZE / 8;
+  c->max_chunks = (size_t) ((c->budget / EBS_BLOCK_SIZE + c->reserve + BLOCKS_PER_CHUNK - 1)
+                            / BLOCKS_PER_CHUNK);
   for (size_t b = 0; b < c->nbuckets; b++)
     c->gbuckets[b] = NO_GHOST;
+  if (c->reserve > 0) {
+    int r = pthread_create(&c->reserve_thread, NULL, reserve_main, c);
+    if (r == 0)
+      c->reserve_running = true;
+    else          /* misses map their own buffers: slower, still correct */
+      log_debug(LOG_SUB_CACHE, "cache: no buffer reserve thread: %s", strerror(r));
+  }
   return c;
 
 fail:
@@ -162,8 +193,6 @@ fail:
  * huge pages.  Without THP or MADV_POPULATE_WRITE (kernels before 5.14) the
  * pages simply fault in as they are written. */
 
-#define CHUNK_SIZE (2u << 20)
-#define BLOCKS_PER_CHUNK (CHUNK_SIZE / EBS_BLOCK_SIZE)
 
 static void *
 chunk_map(void)
@@ -190,22 +219,12 @@ chunk_map(void)
   return a;
 }
 
-static void *
-block_alloc(struct block_cache *c)
+/* Add a mapped chunk to the pool, under pool_lock; its buffers go on the
+ * free list but the first when keep_first (the caller's).  0, or -ENOMEM
+ * with the chunk unmapped. */
+static int
+pool_add_chunk(struct block_cache *c, void *chunk, bool keep_first)
 {
-  void *chunk, *p = NULL;
-
-  pthread_mutex_lock(&c->pool_lock);
-  if (c->nfree)
-    p = c->free_bufs[--c->nfree];
-  pthread_mutex_unlock(&c->pool_lock);
-  if (p)
-    return p;
-
-  /* A new chunk, mapped without the lock held. */
-  if ((chunk = chunk_map()) == NULL)
-    return NULL;
-  pthread_mutex_lock(&c->pool_lock);
   if (c->nchunks == c->cap_chunks) {
     size_t ncap = c->cap_chunks ? c->cap_chunks * 2 : 16;
     void **nc = realloc(c->chunks, ncap * sizeof *nc);
@@ -214,16 +233,68 @@ block_alloc(struct block_cache *c)
     if (nc)
       c->chunks = nc;
     if (nf == NULL) {
-      pthread_mutex_unlock(&c->pool_lock);
       (void) munmap(chunk, CHUNK_SIZE);
-      return NULL;
+      return -ENOMEM;
     }
     c->free_bufs = nf;
     c->cap_chunks = ncap;
   }
   c->chunks[c->nchunks++] = chunk;
-  for (unsigned i = 1; i < BLOCKS_PER_CHUNK; i++)
+  for (unsigned i = keep_first ? 1 : 0; i < BLOCKS_PER_CHUNK; i++)
     c->free_bufs[c->nfree++] = (char *) chunk + (size_t) i * EBS_BLOCK_SIZE;
+  return 0;
+}
+
+/* The reserve thread.  Making fresh memory resident is usually 0.1-0.2 ms
+ * per chunk here, but in this VM, after other processes have freed a lot of
+ * memory, it took 4-7 ms per chunk: a first-file read whose 22 blocks were
+ * all missing then waited 28 ms just for buffers before its requests went
+ * out.  This thread does that work ahead, while the first requests of a
+ * mount are in flight and after each burst. */
+static void *
+reserve_main(void *arg)
+{
+  struct block_cache *c = arg;
+
+  pthread_mutex_lock(&c->pool_lock);
+  for (;;) {
+    void *chunk;
+
+    while (!c->reserve_stop && (c->nfree >= c->reserve || c->nchunks >= c->max_chunks))
+      pthread_cond_wait(&c->pool_cond, &c->pool_lock);
+    if (c->reserve_stop)
+      break;
+    pthread_mutex_unlock(&c->pool_lock);
+    chunk = chunk_map();
+    pthread_mutex_lock(&c->pool_lock);
+    /* Out of memory: leave it to the misses, which report it. */
+    if (chunk == NULL || pool_add_chunk(c, chunk, false) < 0)
+      break;
+  }
+  pthread_mutex_unlock(&c->pool_lock);
+  return NULL;
+}
+
+static void *
+block_alloc(struct block_cache *c)
+{
+  void *chunk, *p = NULL;
+
+  pthread_mutex_lock(&c->pool_lock);
+  if (c->nfree)
+    p = c->free_bufs[--c->nfree];
+  if (c->reserve_running && c->nfree < c->reserve && c->nchunks < c->max_chunks)
+    pthread_cond_signal(&c->pool_cond);
+  pthread_mutex_unlock(&c->pool_lock);
+  if (p)
+    return p;
+
+  /* The reserve is empty: a new chunk, mapped without the lock held. */
+  if ((chunk = chunk_map()) == NULL)
+    return NULL;
+  pthread_mutex_lock(&c->pool_lock);
+  if (pool_add_chunk(c, chunk, true) < 0)
+    chunk = NULL;
   pthread_mutex_unlock(&c->pool_lock);
   return chunk;
 }
@@ -649,6 +720,10 @@ block_cache_get_stats(struct block_cache *c, struct block_cache_stats *out)
   pthread_mutex_lock(&c->lock);
   *out = c->st;
   pthread_mutex_unlock(&c->lock);
+  pthread_mutex_lock(&c->pool_lock);
+  out->pool_bytes = (uint64_t) c->nchunks * CHUNK_SIZE;
+  out->pool_free = c->nfree;
+  pthread_mutex_unlock(&c->pool_lock);
 }
 
 void
@@ -658,6 +733,13 @@ block_cache_free(struct block_cache *c)
 
   if (c == NULL)
     return;
+  if (c->reserve_running) {
+    pthread_mutex_lock(&c->pool_lock);
+    c->reserve_stop = true;
+    pthread_cond_signal(&c->pool_cond);
+    pthread_mutex_unlock(&c->pool_lock);
+    pthread_join(c->reserve_thread, NULL);
+  }
   for (b = 0; b < c->nbuckets; b++) {
     struct cache_entry *e = c->buckets[b];
 
@@ -674,6 +756,7 @@ block_cache_free(struct block_cache *c)
     (void) munmap(c->chunks[b], CHUNK_SIZE);
   free(c->chunks);
   free(c->free_bufs);
+  pthread_cond_destroy(&c->pool_cond);
   pthread_mutex_destroy(&c->pool_lock);
   pthread_mutex_destroy(&c->lock);
   free(c->buckets);

@@ -40,10 +40,15 @@ struct block_cache_stats {
   uint64_t failures;      /* fetches completed with an error */
   uint64_t bytes;         /* block memory currently held */
   uint64_t entries;
+  uint64_t pool_bytes;    /* buffer memory mapped (held, free or in flight) */
+  uint64_t pool_free;     /* buffers ready for the next misses */
 };
 
 /* budget_bytes: the most block memory kept for unreferenced entries (it can
- * be exceeded only by entries in use or being fetched).  0: a small default. */
+ * be exceeded only by entries in use or being fetched).  0: a small default.
+ * A thread keeps a reserve of up to 16 MiB of buffers made resident ahead of
+ * the misses (an eighth of the budget when that is less); buffer memory
+ * stays within the budget plus that reserve and entries in use. */
 struct block_cache *block_cache_new(uint64_t budget_bytes);
 /* Every entry must have been released and every fetch completed. */
 void block_cache_free(struct block_cache *c);

@@ -1,8 +1,8 @@
 /* block_cache_test.c - LRU by byte budget, references pin entries, single
  * flight (N readers, one fetch), failures reach every waiter and are not
  * cached, drop-behind (consumed blocks are evicted first, and recycled below
- * the budget until one is missed again).  The "fetches" here are fake: a
- * thread that fills the buffer. */
+ * the budget until one is missed again), the buffer reserve.  The "fetches"
+ * here are fake: a thread that fills the buffer. */
 #include <config.h>
 
 #include <errno.h>
@@ -317,6 +317,68 @@ test_no_head_of_line(void)
   block_cache_free(c);
 }
 
+/* Wait up to 10 s for the reserve to hold want free buffers. */
+static void
+wait_reserve(struct block_cache *c, uint64_t want, struct block_cache_stats *st)
+{
+  for (int i = 0; i < 1000; i++) {
+    block_cache_get_stats(c, st);
+    if (st->pool_free >= want)
+      return;
+    usleep(10000);
+  }
+}
+
+/* The reserve thread makes buffers ready before any miss, refills after a
+ * burst, and never grows the pool past the budget plus the reserve. */
+static void
+test_reserve(void)
+{
+  struct block_cache *c = block_cache_new(64ull * EBS_BLOCK_SIZE);
+  struct block_cache_stats st;
+  struct cache_entry *e[40];
+  enum block_state s;
+  const uint64_t reserve = 8;           /* an eighth of 64 blocks */
+  const uint64_t cap = (64 + reserve) * EBS_BLOCK_SIZE;
+
+  wait_reserve(c, reserve, &st);
+  CHECK_INTEQ(st.pool_free, reserve);   /* ready before the first miss */
+  CHECK_INTEQ(st.pool_bytes, reserve * EBS_BLOCK_SIZE);
+  CHECK_INTEQ(st.misses, 0);
+  for (uint32_t i = 0; i < 40; i++) {   /* a burst, all in flight at once */
+    CHECK_INTEQ(block_cache_get(c, &owner_a, i, &e[i], &s), 0);
+    CHECK_INTEQ(s, BLOCK_FETCH);
+  }
+  for (uint32_t i = 0; i < 40; i++) {
+    memset(block_cache_data(e[i]), (int) i, EBS_BLOCK_SIZE);
+    block_cache_fetch_done(e[i], 0);
+    block_cache_release(e[i]);
+  }
+  wait_reserve(c, reserve, &st);
+  /* Refilled: the thread maps whole chunks of 4, and a miss that found the
+   * list empty may have mapped one of its own meanwhile. */
+  CHECK(st.pool_free >= reserve && st.pool_free < reserve + 2 * 4);
+  CHECK_INTEQ(st.pool_bytes, (40 + st.pool_free) * EBS_BLOCK_SIZE);
+  /* Many more misses than the budget: the pool stops at budget + reserve. */
+  for (uint32_t i = 40; i < 400; i++)
+    fill(c, &owner_a, i);
+  wait_reserve(c, reserve, &st);
+  block_cache_get_stats(c, &st);
+  CHECK(st.pool_bytes <= cap);
+  CHECK(st.pool_bytes >= 64ull * EBS_BLOCK_SIZE);
+  block_cache_free(c);
+
+  /* A budget too small for a reserve: buffers are made on demand only. */
+  c = block_cache_new(4ull * EBS_BLOCK_SIZE);
+  usleep(50000);
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.pool_bytes, 0);
+  fill(c, &owner_a, 0);
+  block_cache_get_stats(c, &st);
+  CHECK_INTEQ(st.pool_bytes, 4ull * EBS_BLOCK_SIZE);        /* one chunk */
+  block_cache_free(c);
+}
+
 int
 main(void)
 {
@@ -325,5 +387,6 @@ main(void)
   test_refs_pin();
   test_single_flight();
   test_no_head_of_line();
+  test_reserve();
   TEST_EXIT();
 }
