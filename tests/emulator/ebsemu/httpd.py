@@ -270,10 +270,28 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     timeout = None
     body_buffer = None
     answer_at = 0.0              # monotonic time the answer may leave (_handle sets it)
+    arrived = 0.0                # monotonic time the request line was read
 
     def log_message(self, fmt, *args):
         if not self.server.ctx.quiet:
             sys.stderr.write("ebs-emulator: %s - %s\n" % (self.address_string(), fmt % args))
+
+    def finish(self):
+        # The connection is over: its block buffers go back for the next one.
+        try:
+            super().finish()
+        finally:
+            store = self.server.ctx.store
+            store.release_thread_buffer()
+            store.give_buffer(self.body_buffer)
+            self.body_buffer = None
+
+    def parse_request(self):
+        # The request line is in: the request has arrived.  Parsing the
+        # headers (slow in Python, and slower while other threads hold the
+        # GIL) is part of the server's latency, not added to it.
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def do_GET(self):
         self._handle()
@@ -310,7 +328,9 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
         # Blocks go into this thread's reusable buffer: no 512 KiB allocation per request.
         buf = self.body_buffer
         if buf is None or len(buf) < n:
-            buf = self.body_buffer = bytearray(n)
+            self.server.ctx.store.give_buffer(buf)
+            buf = self.body_buffer = (self.server.ctx.store.take_buffer() if n <= BLOCK_SIZE
+                                      else bytearray(n))
         view = memoryview(buf)[:n]
         got = 0
         while got < n:
@@ -412,7 +432,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
     # -- the request -------------------------------------------------------------------
     def _handle(self):
         ctx = self.server.ctx
-        t0 = time.monotonic()
+        t0 = self.arrived or time.monotonic()
         # The answer leaves latency_ms after the request came in, however long
         # the work took inside that time (as a remote server's work is part of
         # its latency): _send waits for this moment.
