@@ -325,7 +325,7 @@ class EbsHandler(http.server.BaseHTTPRequestHandler):
             if len(body) != n:
                 raise ConnectionError("client closed mid-body")
             return body
-        # Blocks go into this thread's reusable buffer: no 512 KiB allocation per request.
+        # Blocks go into this connection's borrowed buffer: no 512 KiB allocation per request.
         buf = self.body_buffer
         if buf is None or len(buf) < n:
             self.server.ctx.store.give_buffer(buf)

@@ -116,7 +116,7 @@ class Snapshot:
         """(data, raw digest) of a block this snapshot holds itself.
 
         data is the calling thread's block buffer: valid until the thread's
-        next read_block."""
+        next read_block, or until its connection ends (release_thread_buffer)."""
         buf = self.store.thread_buffer()
         if self.synthetic:
             return self.store.synth_block(self.synthetic[0], index, buf)
