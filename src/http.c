@@ -12,6 +12,12 @@
  * keep-alive connection and nothing reconnects in steady state.  HTTP/1.1
  * on purpose: one TCP stream per request in flight spreads 500 MB/s over
  * many windows, where HTTP/2 would squeeze them into one connection.
+ *
+ * The loop is driven by epoll and curl's socket interface
+ * (curl_multi_socket_action): each wakeup hands curl only the sockets that
+ * are ready.  curl_multi_perform and curl_multi_poll look at every
+ * transfer's socket on every turn, which with 100+ requests in flight was
+ * about 5% of the daemon's CPU in a sequential read.
  */
 #include <config.h>
 
@@ -23,6 +29,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 #include "http.h"
 #include "log.h"
@@ -42,6 +50,9 @@ struct http {
   struct http_config cfg;
   struct retry_policy policy;
   CURLM *multi;
+  int epfd;                      /* the transfers' sockets and wakefd */
+  int wakefd;                    /* eventfd: new jobs, or stop */
+  int64_t curl_deadline;         /* I/O thread: curl's timer (ms), -1: none */
   pthread_t thread;
   bool thread_started;
 
@@ -461,6 +472,62 @@ cancel_all(struct http *h)
   }
 }
 
+/* curl tells which events a socket waits for; epoll follows. */
+static int
+socket_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+  struct http *h = arg;
+  struct epoll_event ev;
+
+  (void) e;
+  if (what == CURL_POLL_REMOVE) {
+    /* curl may have closed it already: ENOENT/EBADF are fine. */
+    (void) epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+    curl_multi_assign(h->multi, fd, NULL);
+    return 0;
+  }
+  memset(&ev, 0, sizeof ev);
+  ev.data.fd = fd;
+  if (what & CURL_POLL_IN)
+    ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT)
+    ev.events |= EPOLLOUT;
+  if (sockp == NULL) {
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+        (errno != EEXIST || epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)) {
+      log_warn("http: cannot watch a socket: %s", strerror(errno));
+      return -1;                 /* curl fails that transfer */
+    }
+    curl_multi_assign(h->multi, fd, h);       /* marks it watched */
+  }
+  else if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
+    log_warn("http: cannot watch a socket: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* curl's single timer: -1 none, 0 now (the loop calls it at once). */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *arg)
+{
+  struct http *h = arg;
+
+  (void) m;
+  h->curl_deadline = timeout_ms < 0 ? -1 : (int64_t) http_now_ms() + timeout_ms;
+  return 0;
+}
+
+static void
+wake(struct http *h)
+{
+  uint64_t one = 1;
+
+  /* Fails only when the counter is saturated: a wakeup is pending anyway. */
+  if (write(h->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+    log_debug(LOG_SUB_HTTP, "http: wakeup: %s", strerror(errno));
+}
+
 static void *
 io_thread(void *arg)
 {
@@ -469,6 +536,7 @@ io_thread(void *arg)
   int running = 0, n;
   CURLMsg *msg;
   bool stop;
+  struct epoll_event evs[64];
 
   for (;;) {
     uint64_t now;
@@ -512,7 +580,42 @@ io_thread(void *arg)
         job_launch(h, job);
     }
 
-    curl_multi_perform(h->multi, &running);
+    /* Sleep until a socket is ready, a timer (ours or curl's), or a wakeup. */
+    timeout = 1000;
+    now = http_now_ms();
+    if (h->nheap > 0) {
+      uint64_t w = h->heap[0]->wake_ms_;
+      timeout = w <= now ? 0 : (long) (w - now < 1000 ? w - now : 1000);
+    }
+    if (h->curl_deadline >= 0) {
+      long t = h->curl_deadline <= (int64_t) now ? 0 : (long) (h->curl_deadline - (int64_t) now);
+      if (t < timeout)
+        timeout = t;
+    }
+    if (h->pend_head && h->active < h->cfg.max_in_flight)
+      timeout = 0;
+    n = epoll_wait(h->epfd, evs, (int) (sizeof evs / sizeof evs[0]), (int) timeout);
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd, flags = 0;
+
+      if (fd == h->wakefd) {
+        uint64_t v;
+        if (read(h->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+          log_debug(LOG_SUB_HTTP, "http: reading the wakeup: %s", strerror(errno));
+        continue;
+      }
+      if (evs[i].events & (EPOLLIN | EPOLLHUP))
+        flags |= CURL_CSELECT_IN;
+      if (evs[i].events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+      if (evs[i].events & EPOLLERR)
+        flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(h->multi, fd, flags, &running);
+    }
+    if (h->curl_deadline >= 0 && h->curl_deadline <= (int64_t) http_now_ms()) {
+      h->curl_deadline = -1;
+      curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
     while ((msg = curl_multi_info_read(h->multi, &n)) != NULL) {
       if (msg->msg != CURLMSG_DONE)
         continue;
@@ -521,18 +624,6 @@ io_thread(void *arg)
       if (job)
         job_attempt_done(h, job, msg->data.result);
     }
-
-    /* Sleep until a socket is ready, the next timer, or a wakeup. */
-    timeout = 1000;
-    if (h->nheap > 0) {
-      now = http_now_ms();
-      uint64_t w = h->heap[0]->wake_ms_;
-      timeout = w <= now ? 0 : (long) (w - now < 1000 ? w - now : 1000);
-    }
-    if (h->pend_head && h->active < h->cfg.max_in_flight)
-      timeout = 0;
-    if (timeout > 0)
-      curl_multi_poll(h->multi, NULL, 0, (int) timeout, NULL);
   }
 
   cancel_all(h);
@@ -565,6 +656,8 @@ http_new(const struct http_config *cfg)
   if (h == NULL)
     return NULL;
   h->cfg = *cfg;
+  h->epfd = h->wakefd = -1;
+  h->curl_deadline = -1;
   if (h->cfg.max_in_flight == 0)
     h->cfg.max_in_flight = 128;
   if (h->cfg.connect_timeout_ms == 0)
@@ -586,6 +679,20 @@ http_new(const struct http_config *cfg)
   curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) h->cfg.max_in_flight);
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long) h->cfg.max_in_flight);
   curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_NOTHING);
+  h->epfd = epoll_create1(EPOLL_CLOEXEC);
+  h->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (h->epfd < 0 || h->wakefd < 0)
+    goto fail_errno;
+  {
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = h->wakefd };
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->wakefd, &ev) != 0)
+      goto fail_errno;
+  }
+  if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
+      curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) != CURLM_OK ||
+      curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
+      curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK)
+    goto fail_nomem;
 
   r = pthread_create(&h->thread, NULL, io_thread, h);
   if (r != 0) {
@@ -600,6 +707,12 @@ http_new(const struct http_config *cfg)
   http_free(h);
   errno = ENOMEM;
   return NULL;
+
+ fail_errno:
+  r = errno;
+  http_free(h);
+  errno = r;
+  return NULL;
 }
 
 void
@@ -611,13 +724,17 @@ http_free(struct http *h)
     pthread_mutex_lock(&h->lock);
     h->stopping = true;
     pthread_mutex_unlock(&h->lock);
-    curl_multi_wakeup(h->multi);
+    wake(h);
     pthread_join(h->thread, NULL);
   }
   for (size_t i = 0; i < h->npool; i++)
     curl_easy_cleanup(h->easy_pool[i]);
   if (h->multi)
-    curl_multi_cleanup(h->multi);
+    curl_multi_cleanup(h->multi);      /* may call socket_cb: before the close */
+  if (h->epfd >= 0)
+    close(h->epfd);
+  if (h->wakefd >= 0)
+    close(h->wakefd);
   free(h->easy_pool);
   free(h->heap);
   ratelimit_free(h->rl);
@@ -647,7 +764,7 @@ http_submit(struct http *h, struct http_job *job)
     h->in_head = job;
   h->in_tail = job;
   pthread_mutex_unlock(&h->lock);
-  curl_multi_wakeup(h->multi);
+  wake(h);
   return 0;
 }
 

@@ -3,10 +3,11 @@
  * Why one thread and a curl multi, not a pool of blocking handles: reads need
  * 100+ requests in flight (Little's law: 1000 req/s x 100 ms).  A thread per
  * request costs a stack and a context switch per block and still needs a
- * scheduler for retries and pacing; one thread in curl_multi_poll() waits on
- * all sockets at once, reuses connections from the multi's pool, and owns
- * the retry timers and the rate limiter without a lock.  Other threads only
- * hand requests over (a mutex-protected queue + curl_multi_wakeup).
+ * scheduler for retries and pacing; one thread in epoll_wait() waits on all
+ * sockets at once (curl's socket interface), reuses connections from the
+ * multi's pool, and owns the retry timers and the rate limiter without a
+ * lock.  Other threads only hand requests over (a mutex-protected queue and
+ * an eventfd to wake the thread).
  *
  * A request (struct http_job) is built and judged by its owner (ebs.c)
  * through three callbacks, all run on the I/O thread:
