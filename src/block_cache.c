@@ -8,8 +8,8 @@
  *
  * Drop-behind: a block a sequential reader has read to its end is in the
  * reader's hands (and, under a loop mount or with -o kernel_cache, in a page
- * cache above us), so keeping it here is worth less than any other block.  Such "consumed" blocks go on their own list, evicted
- * before the LRU when the budget is full: a long stream cycles through its
+ * cache above us), so keeping it here is worth less than any other block.
+ * Such "consumed" blocks go on their own list, evicted before the LRU when the budget is full: a long stream cycles through its
  * own buffers instead of flushing the blocks random readers (a loop-mounted
  * file system's metadata) keep coming back to.
  *
@@ -192,7 +192,6 @@ fail:
  * took 0.53-0.55 s as 512 KiB buffers of 4 KiB pages and 0.025-0.030 s as
  * huge pages.  Without THP or MADV_POPULATE_WRITE (kernels before 5.14) the
  * pages simply fault in as they are written. */
-
 
 static void *
 chunk_map(void)

@@ -249,8 +249,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
    * twice; re-reads come from the block cache.  Measured on dd of 4 GiB: the
    * daemon's CPU per GiB halves and the throughput rises a third (RESULTS.md,
    * run 12).  The price is a shared mmap (the kernel refuses it with
-   * ENODEV), hence -o kernel_cache.  Writable images keep the page cache, so a reader never
-   * bypasses pages a writer has not flushed yet. */
+   * ENODEV), hence -o kernel_cache.  Writable images keep the page cache, so
+   * a reader never bypasses pages a writer has not flushed yet. */
   if (fs->kernel_cache || image_writable(img))
     fi->keep_cache = 1;         /* the snapshot cannot change: pages stay valid */
   else
