@@ -107,8 +107,11 @@ emu_faults '[{"op": "GetSnapshotBlock", "kind": "500", "probability": 0.1},
              {"op": "GetSnapshotBlock", "kind": "corrupt", "probability": 0.1},
              {"op": "GetSnapshotBlock", "kind": "reset", "probability": 0.05},
              {"op": "ListSnapshotBlocks", "kind": "503", "probability": 0.3}]'
-run_driver -f "$img" -s -b 200000 -o 77 -l $((270 * BS)) "$snap"
-run_driver -f "$img" -t 4 -n 100 -m 1048576 "$snap"
+# 20 attempts: a GET fails here 1 - 0.9^3 x 0.95 = 31% of the time, so with the
+# default 8 one of the ~250 blocks these reads fetch ran out of attempts in ~3%
+# of runs (0.31^8 x 250; it failed CI once).  0.31^20 x 250 is ~1e-8.
+run_driver -A 20 -f "$img" -s -b 200000 -o 77 -l $((270 * BS)) "$snap"
+run_driver -A 20 -f "$img" -t 4 -n 100 -m 1048576 "$snap"
 fired=$(emu_admin GET /counters | "${PYTHON3:-python3}" -c 'import json,sys; print(sum(json.load(sys.stdin)["faults"].values()))')
 echo "faults fired: $fired"
 [ "$fired" -gt 0 ] || fail "no fault fired"
