@@ -56,6 +56,11 @@ struct block_index {
   uint64_t nblocks;
   uint64_t ngrains;
   struct grain *grains;
+  /* The head: a short first page (block_index_preload_head), answering for
+   * blocks [0, head_end) until grain 0 is loaded; then freed. */
+  struct grain_data *head;
+  uint64_t head_end;
+  double head_expiry, head_loaded_at;
   pthread_mutex_t lock;
   pthread_cond_t cond;
   struct block_index_stats st;
@@ -158,7 +163,7 @@ grain_data_build(const struct ebs_block_ref *refs, size_t n, uint64_t base)
   for (i = 0; i < n; i++)
     total += strlen(refs[i].token);
   tmp = malloc(total + 1);
-  lens = malloc(n * sizeof *lens);
+  lens = calloc(n, sizeof *lens);     /* calloc: gcc cannot see every path sets it */
   starts = malloc(n * sizeof *starts);
   if (tmp == NULL || lens == NULL || starts == NULL)
     goto out;
@@ -330,6 +335,7 @@ block_index_free(struct block_index *idx)
     return;
   for (g = 0; g < idx->ngrains; g++)
     free(idx->grains[g].d);
+  free(idx->head);
   pthread_cond_destroy(&idx->cond);
   pthread_mutex_destroy(&idx->lock);
   free(idx->grains);
@@ -346,11 +352,37 @@ set_local_error(struct ebs_error *err, int errnum, const char *msg)
   snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
+/* Are tokens listed at loaded_at, expiring at expiry, due for a re-list? */
+static bool
+near_expiry(struct block_index *idx, double expiry, double loaded_at)
+{
+  double margin;
+
+  if (expiry <= 0)
+    return false;
+  margin = (expiry - loaded_at) / 4;
+  if (margin > REFRESH_MARGIN_MAX)
+    margin = REFRESH_MARGIN_MAX;
+  return now_of(idx) >= expiry - margin;
+}
+
+/* With the lock held: forget the head (grain 0 has superseded it, or one of
+ * its tokens was rejected). */
+static void
+drop_head_locked(struct block_index *idx)
+{
+  if (idx->head)
+    idx->st.memory_bytes -= idx->head->alloc_size;
+  free(idx->head);
+  idx->head = NULL;
+  idx->head_end = 0;
+}
+
 /* Called with the lock held, state of grain g set to LOADING or refreshing
  * by the caller.  Lists from the grain's start until the grain is covered,
  * drops the lock meanwhile, installs every grain the pages covered entirely,
  * and returns with the lock held.  seed, when not NULL, is a page already
- * listed from the grain's start with maxResults BLOCK_INDEX_GRAIN: it is
+ * listed from the grain's start (any maxResults): it is
  * used as the first page instead of asking for it (and freed either way). */
 static int
 load_grain(struct block_index *idx, uint64_t g, struct ebs_block_page *seed,
@@ -498,6 +530,8 @@ load_grain(struct block_index *idx, uint64_t g, struct ebs_block_page *seed,
       gr->loaded_at = now;
       gr->err = 0;
       gr->seq++;
+      if (h == 0)
+        drop_head_locked(idx);
     }
   } else {
     struct grain *gr = &idx->grains[g];
@@ -524,17 +558,7 @@ load_grain(struct block_index *idx, uint64_t g, struct ebs_block_page *seed,
 static bool
 needs_refresh(struct block_index *idx, const struct grain *gr)
 {
-  double margin, now;
-
-  if (gr->stale)
-    return true;
-  if (gr->expiry <= 0)
-    return false;
-  margin = (gr->expiry - gr->loaded_at) / 4;
-  if (margin > REFRESH_MARGIN_MAX)
-    margin = REFRESH_MARGIN_MAX;
-  now = now_of(idx);
-  return now >= gr->expiry - margin;
+  return gr->stale || near_expiry(idx, gr->expiry, gr->loaded_at);
 }
 
 /* With the lock held: make grain g loaded (and its tokens fresh if
@@ -587,30 +611,130 @@ block_index_preload(struct block_index *idx, struct ebs_block_page *first,
 }
 
 int
+block_index_preload_head(struct block_index *idx, struct ebs_block_page *first,
+                         struct ebs_error *err)
+{
+  uint64_t grain0_end = BLOCK_INDEX_GRAIN < idx->nblocks ? BLOCK_INDEX_GRAIN : idx->nblocks;
+  struct grain_data *d;
+  size_t i;
+  int rc = 1;
+
+  /* A page that ends the listing or reaches past grain 0 is grain 0 (and
+   * maybe more) by itself. */
+  if (idx->ngrains == 0 || first->next_token == NULL || first->nblocks == 0 ||
+      first->blocks[first->nblocks - 1].index + 1 >= grain0_end)
+    return block_index_preload(idx, first, err);
+  for (i = 0; i < first->nblocks; i++) {
+    if (first->blocks[i].token == NULL ||
+        (i > 0 && first->blocks[i].index <= first->blocks[i - 1].index)) {
+      set_local_error(err, EIO, "ListSnapshotBlocks answered blocks out of order");
+      idx->l.free_page(idx->l.arg, first);
+      return -EIO;
+    }
+  }
+  d = grain_data_build(first->blocks, first->nblocks, 0);
+  if (d == NULL) {
+    set_local_error(err, ENOMEM, "out of memory building the block index");
+    idx->l.free_page(idx->l.arg, first);
+    return -ENOMEM;
+  }
+  pthread_mutex_lock(&idx->lock);
+  if (idx->grains[0].state == G_EMPTY && idx->head == NULL) {
+    idx->head = d;
+    idx->head_end = first->blocks[first->nblocks - 1].index + 1;
+    idx->head_expiry = first->expiry_time;
+    idx->head_loaded_at = now_of(idx);
+    idx->st.memory_bytes += d->alloc_size;
+    idx->grains[0].state = G_LOADING;   /* block_index_finish_preload's */
+  } else {
+    free(d);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&idx->lock);
+  idx->l.free_page(idx->l.arg, first);
+  return rc;
+}
+
+int
+block_index_finish_preload(struct block_index *idx, struct ebs_block_page *grain0,
+                           int list_rc, const struct ebs_error *list_err,
+                           struct ebs_error *err)
+{
+  struct grain *gr;
+  int rc;
+
+  pthread_mutex_lock(&idx->lock);
+  gr = &idx->grains[0];
+  if (idx->ngrains == 0 || gr->state != G_LOADING) {
+    /* Not after a block_index_preload_head() that returned 1. */
+    pthread_mutex_unlock(&idx->lock);
+    if (grain0)
+      idx->l.free_page(idx->l.arg, grain0);
+    set_local_error(err, EINVAL, "block_index_finish_preload without a head");
+    return -EINVAL;
+  }
+  if (list_rc == 0) {
+    rc = load_grain(idx, 0, grain0, err);
+  } else {
+    /* As a failed load: its waiters get the error, the next lookup of a
+     * block past the head lists grain 0 again. */
+    rc = list_rc > 0 ? -list_rc : list_rc;
+    gr->state = G_EMPTY;
+    gr->err = rc;
+    gr->seq++;
+    if (list_err)
+      idx->last_err = *list_err;
+    else
+      set_local_error(&idx->last_err, -rc, "listing the first blocks failed");
+    idx->last_err.errnum = -rc;
+    if (err)
+      *err = idx->last_err;
+    pthread_cond_broadcast(&idx->cond);
+  }
+  pthread_mutex_unlock(&idx->lock);
+  if (grain0)
+    idx->l.free_page(idx->l.arg, grain0);       /* zeroed when load_grain took it */
+  return rc;
+}
+
+/* Is block in d?  1 (token copied when token != NULL) or 0. */
+static int
+grain_find(const struct grain_data *d, uint32_t rel, char *token, size_t token_cap)
+{
+  uint32_t i;
+
+  if (d == NULL || (i = grain_lower_bound(d, rel)) >= d->n || d->idx[i] != rel)
+    return 0;
+  if (token)
+    grain_token(d, i, token, token_cap);
+  return 1;
+}
+
+int
 block_index_lookup(struct block_index *idx, uint64_t block, char *token,
                    size_t token_cap, struct ebs_error *err)
 {
   uint64_t g = block / BLOCK_INDEX_GRAIN;
-  uint32_t rel = (uint32_t) (block % BLOCK_INDEX_GRAIN), i;
-  const struct grain_data *d;
+  uint32_t rel = (uint32_t) (block % BLOCK_INDEX_GRAIN);
   int rc;
 
   if (block >= idx->nblocks)
     return 0;
   pthread_mutex_lock(&idx->lock);
-  rc = ensure_locked(idx, g, token != NULL, err);
-  if (rc == 0) {
-    d = idx->grains[g].d;
-    if (d && (i = grain_lower_bound(d, rel)) < d->n && d->idx[i] == rel) {
-      rc = 1;
-      if (token)
-        grain_token(d, i, token, token_cap);
-    }
+  /* The head answers for its blocks while grain 0 is still being listed:
+   * the volume's first reads never wait for the long page. */
+  if (g == 0 && block < idx->head_end && idx->grains[0].state != G_LOADED &&
+      !(token && near_expiry(idx, idx->head_expiry, idx->head_loaded_at))) {
+    rc = grain_find(idx->head, rel, token, token_cap);
+    pthread_mutex_unlock(&idx->lock);
+    return rc;
   }
+  rc = ensure_locked(idx, g, token != NULL, err);
+  if (rc == 0)
+    rc = grain_find(idx->grains[g].d, rel, token, token_cap);
   pthread_mutex_unlock(&idx->lock);
   return rc;
 }
-
 void
 block_index_invalidate(struct block_index *idx, uint64_t block)
 {
@@ -621,6 +745,8 @@ block_index_invalidate(struct block_index *idx, uint64_t block)
   pthread_mutex_lock(&idx->lock);
   if (idx->grains[g].state == G_LOADED)
     idx->grains[g].stale = true;
+  else if (g == 0)
+    drop_head_locked(idx);              /* its blocks then wait for grain 0 */
   pthread_mutex_unlock(&idx->lock);
 }
 

@@ -15,7 +15,8 @@
  *
  * Loading is single-flight per grain: concurrent readers of an unloaded grain
  * wait for the one ListSnapshotBlocks in progress, and no lock is held across
- * it.  Tokens are refreshed (the grain re-listed) shortly before ExpiryTime,
+ * it.  At mount, a short first page can stand in for grain 0's first blocks
+ * while grain 0 itself is listed (block_index_preload_head).  Tokens are refreshed (the grain re-listed) shortly before ExpiryTime,
  * and after block_index_invalidate() when the service rejected a token.
  *
  * The listing function is injected (struct block_lister) so unit tests can
@@ -58,14 +59,38 @@ struct block_index *block_index_new(const struct block_lister *lister,
                                     uint64_t nblocks);
 void block_index_free(struct block_index *idx);
 
-/* Install the page a caller already listed from block 0 with maxResults
- * BLOCK_INDEX_GRAIN (image_open's probe) as the first page of grain 0, so
- * the first read near the start of the volume costs no ListSnapshotBlocks.
- * Lists more only if that page ends inside grain 0 with a NextToken.  The
- * page is taken in every case (freed through the lister).  Returns 0 or
- * -errno with err filled; after a failure grain 0 is listed lazily. */
+/* Install a page a caller already listed from block 0 as the first page of
+ * grain 0 (used only while grain 0 is unlisted), so the first read near the
+ * start of the volume costs no ListSnapshotBlocks.  Lists more only if that
+ * page ends inside grain 0 with a NextToken.  The page is taken in every
+ * case (freed through the lister).  Returns 0 or -errno with err filled;
+ * after a failure grain 0 is listed lazily. */
 int block_index_preload(struct block_index *idx, struct ebs_block_page *first,
                         struct ebs_error *err);
+
+/* Mounting without waiting for grain 0's long page: install a short page
+ * listed from block 0 (e.g. maxResults 100, the API's least) as the "head",
+ * which answers lookups of blocks up to its last entry at once, while the
+ * caller lists grain 0 itself (started beside the short one) and hands the
+ * result to block_index_finish_preload().  Lookups of grain 0's other blocks
+ * wait for that.  Returns 1 when the head was installed (the caller must
+ * then call block_index_finish_preload exactly once), 0 when the page was
+ * enough for grain 0 by itself (it ends the listing or reaches past grain 0:
+ * installed as block_index_preload() would), or -errno with err filled (the
+ * page was bad: nothing installed, grain 0 is listed lazily).  The page is
+ * taken in every case. */
+int block_index_preload_head(struct block_index *idx, struct ebs_block_page *first,
+                             struct ebs_error *err);
+
+/* grain0: the page listed from block 0 with maxResults BLOCK_INDEX_GRAIN, or
+ * NULL with list_rc the listing's -errno and list_err its error.  Installs
+ * grain 0 (listing more if the page ends inside it) and wakes the lookups
+ * waiting for it; the head is dropped.  On failure those lookups get the
+ * error and the next lookup past the head lists grain 0 again.  The page is
+ * taken.  Returns 0 or -errno with err filled. */
+int block_index_finish_preload(struct block_index *idx, struct ebs_block_page *grain0,
+                               int list_rc, const struct ebs_error *list_err,
+                               struct ebs_error *err);
 
 /* Is block listed?  Returns 1 (listed), 0 (not listed: reads as zeros) or
  * -errno with err filled.  With token != NULL (token_cap >= BLOCK_TOKEN_MAX+1)

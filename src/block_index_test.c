@@ -1,7 +1,8 @@
 /* block_index_test.c - lazy loading by grain, pages merged across NextToken,
  * sparse pages covering many grains, SEEK_DATA/SEEK_HOLE answers, token
  * refresh before expiry and after a rejected token, single-flight loads,
- * grain 0 preloaded from the page image_open already listed,
+ * grain 0 preloaded from the page image_open already listed, or its short
+ * first page used as the head while grain 0's page is listed beside it,
  * failed loads, and the memory spent per listed block.
  *
  * The lister here is a fake volume: a bitmap of listed blocks whose tokens
@@ -437,8 +438,127 @@ lookup_worker(void *arg)
   char tok[BLOCK_TOKEN_MAX + 1];
   struct ebs_error err;
 
-  w->rc = block_index_lookup(w->idx, w->block, tok, sizeof tok, &err);
+  __atomic_store_n(&w->rc, block_index_lookup(w->idx, w->block, tok, sizeof tok, &err),
+                   __ATOMIC_RELEASE);
   return NULL;
+}
+
+#define STILL_WAITING 99
+
+/* Start a lookup of block on a thread; after 50 ms it must still be waiting. */
+static void
+start_waiting_lookup(struct worker *w, pthread_t *t, struct block_index *idx, uint64_t block)
+{
+  w->idx = idx;
+  w->block = block;
+  w->rc = STILL_WAITING;
+  CHECK_INTEQ(pthread_create(t, NULL, lookup_worker, w), 0);
+  usleep(50000);
+  CHECK_INTEQ(__atomic_load_n(&w->rc, __ATOMIC_ACQUIRE), STILL_WAITING);
+}
+
+/* image_open's short first page as the head: its blocks answer at once
+ * while grain 0's page is still coming, grain 0's other blocks wait for
+ * that page (and do not list it themselves); a failed page hands its error
+ * to them; a rejected head token sends its block to wait for grain 0 too. */
+static void
+test_preload_head(void)
+{
+  struct fake f;
+  struct block_index *idx, *ref;
+  struct block_index_stats st, st_ref;
+  struct ebs_block_page first, grain0;
+  struct ebs_error err, lerr;
+  struct worker w;
+  pthread_t t;
+  uint64_t b;
+
+  fake_init(&f, 30000);
+  for (b = 0; b < f.nblocks; b++)
+    f.listed[b] = b % 3 != 0;           /* 100 entries: blocks 1..149 */
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 100, &first, &err), 0);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &grain0, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload_head(idx, &first, &err), 1);
+  check_all(idx, &f, 0, 150);
+  CHECK_INTEQ(f.calls, 0);
+  start_waiting_lookup(&w, &t, idx, 5000);
+  check_all(idx, &f, 0, 150);           /* the head answers meanwhile */
+  CHECK_INTEQ(f.calls, 0);
+  CHECK_INTEQ(block_index_finish_preload(idx, &grain0, 0, NULL, &err), 0);
+  pthread_join(t, NULL);
+  CHECK_INTEQ(w.rc, 1);
+  check_all(idx, &f, 0, 10000);
+  CHECK_INTEQ(f.calls, 0);
+  /* The head is gone: the index is what preloading grain 0 alone makes. */
+  ref = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &grain0, &err), 0);
+  CHECK_INTEQ(block_index_preload(ref, &grain0, &err), 0);
+  block_index_get_stats(idx, &st);
+  block_index_get_stats(ref, &st_ref);
+  CHECK_INTEQ(st.memory_bytes, st_ref.memory_bytes);
+  CHECK_INTEQ(st.listed_blocks, st_ref.listed_blocks);
+  CHECK_INTEQ(st.grains_loaded, 1);
+  block_index_free(ref);
+  block_index_free(idx);
+
+  /* Grain 0's page failed: its waiter gets the error, the head still
+   * answers, the next lookup past the head lists grain 0 itself. */
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 100, &first, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload_head(idx, &first, &err), 1);
+  start_waiting_lookup(&w, &t, idx, 7000);
+  memset(&lerr, 0, sizeof lerr);
+  lerr.errnum = EIO;
+  lerr.http_status = 500;
+  CHECK_INTEQ(block_index_finish_preload(idx, NULL, -EIO, &lerr, &err), -EIO);
+  CHECK_INTEQ(err.http_status, 500);
+  pthread_join(t, NULL);
+  CHECK_INTEQ(w.rc, -EIO);
+  check_all(idx, &f, 0, 150);
+  CHECK_INTEQ(f.calls, 0);
+  CHECK_INTEQ(block_index_lookup(idx, 7000, NULL, 0, &err), 1);
+  CHECK_INTEQ(f.calls, 1);
+  check_all(idx, &f, 0, 10000);
+  CHECK_INTEQ(f.calls, 1);
+  block_index_free(idx);
+
+  /* A head token rejected: that block waits for grain 0's page, whose
+   * tokens (a later generation) every block then gets. */
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 100, &first, &err), 0);
+  f.generation = 1;
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 10000, &grain0, &err), 0);
+  f.calls = 0;
+  CHECK_INTEQ(block_index_preload_head(idx, &first, &err), 1);
+  block_index_invalidate(idx, 4);
+  start_waiting_lookup(&w, &t, idx, 4);
+  CHECK_INTEQ(block_index_finish_preload(idx, &grain0, 0, NULL, &err), 0);
+  pthread_join(t, NULL);
+  CHECK_INTEQ(w.rc, 1);
+  check_all(idx, &f, 0, 10000);
+  CHECK_INTEQ(f.calls, 0);
+  /* Finishing twice, or without a head, is refused. */
+  CHECK_INTEQ(block_index_finish_preload(idx, NULL, 0, NULL, &err), -EINVAL);
+  block_index_free(idx);
+  fake_fini(&f);
+
+  /* A page that ends the listing is grain 0 by itself: no head. */
+  fake_init(&f, 4096);
+  for (b = 0; b < 60; b++)
+    f.listed[b * 7] = 1;
+  idx = make_index(&f);
+  CHECK_INTEQ(fake_list(&f, NULL, 0, 100, &first, &err), 0);
+  CHECK(first.next_token == NULL);
+  CHECK_INTEQ(block_index_preload_head(idx, &first, &err), 0);
+  block_index_get_stats(idx, &st);
+  CHECK_INTEQ(st.grains_loaded, 1);
+  check_all(idx, &f, 0, f.nblocks);
+  CHECK_INTEQ(f.calls, 1);              /* the fake_list above: none by the index */
+  block_index_free(idx);
+  fake_fini(&f);
 }
 
 static void
@@ -504,5 +624,6 @@ main(void)
   test_sparse_and_seek();
   test_token_refresh();
   test_single_flight_and_failure();
+  test_preload_head();
   TEST_EXIT();
 }
