@@ -32,6 +32,7 @@
 #include "block_cache.h"
 #include "block_index.h"
 #include "ebs.h"
+#include "first_listing.h"
 #include "image.h"
 #include "layout_prefetch.h"
 #include "log.h"
@@ -41,6 +42,7 @@
 #define DEFAULT_MAX_REQUESTS 128u
 #define STALE_TOKEN (-ESTALE)           /* internal: token rejected, re-list and retry */
 #define HEAD_PREFETCH_BLOCKS 16u        /* 8 MiB: see image_prefetch_head() */
+#define PROBE_RESULTS 100               /* ListSnapshotBlocks' least maxResults */
 
 struct image {
   char snapshot_id[EBS_SNAPSHOT_ID_MAX + 1];
@@ -60,6 +62,7 @@ struct image {
   bool head_prefetched;                 /* atomic: HEAD_PREFETCH_BLOCKS queued once */
   bool fs_prefetch;                     /* -o fs_prefetch: parse the layout */
   struct layout_prefetch *layout;       /* atomic; set once with the head */
+  struct first_listing *first;          /* grain 0's page, listed beside the probe */
 };
 
 struct image_reader {
@@ -271,6 +274,7 @@ image_open(const char *snapshot_id, const struct image_options *opts,
 {
   struct ebs_block_page probe;
   struct block_lister lister;
+  struct first_listing *first;
   struct image *img;
   uint64_t budget_blocks;
   int rc;
@@ -289,14 +293,18 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   }
 
   /* The first page of the index: the snapshot exists, is completed and
-   * readable by us, and how large it is.  It becomes the index's first grain
-   * (every loop mount and dd starts by reading block 0, so it would be
-   * listed next anyway: this saves that read a round trip).  The rest of the
-   * index is listed only as reads need it. */
+   * readable by us, and how large it is.  Its blocks answer the first reads
+   * (every loop mount and dd starts by reading block 0, so they would be
+   * listed next anyway: this saves that read a round trip).  It is a short
+   * page, quick to build, carry and parse; grain 0's long one is listed at
+   * the same moment on a thread (first_listing.h).  The rest of the index is
+   * listed only as reads need it. */
+  first = first_listing_start(opts->client, snapshot_id);
   memset(&probe, 0, sizeof probe);
   rc = ebs_list_snapshot_blocks(opts->client, snapshot_id, NULL, 0,
-                                (int) BLOCK_INDEX_GRAIN, &probe, err);
+                                first ? PROBE_RESULTS : (int) BLOCK_INDEX_GRAIN, &probe, err);
   if (rc != 0) {
+    first_listing_end(first);
     if (rc > 0) rc = -rc;
     if (err->errnum == 0)
       err->errnum = -rc;
@@ -304,6 +312,7 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   }
   if (probe.block_size != EBS_BLOCK_SIZE || probe.volume_size_gib < 1 ||
       probe.volume_size_gib > (INT64_C(1) << 24)) {
+    first_listing_end(first);
     err->errnum = EIO;
     snprintf(err->message, sizeof err->message,
              "%s: unexpected BlockSize %u / VolumeSize %lld", snapshot_id,
@@ -314,6 +323,7 @@ image_open(const char *snapshot_id, const struct image_options *opts,
 
   img = calloc(1, sizeof *img);
   if (img == NULL) {
+    first_listing_end(first);
     ebs_block_page_free(&probe);
     err->errnum = ENOMEM;
     return -ENOMEM;
@@ -340,6 +350,7 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   lister.arg = img;
   img->index = block_index_new(&lister, img->nblocks);
   if (img->index == NULL || pthread_mutex_init(&img->lock, NULL) != 0) {
+    first_listing_end(first);
     block_index_free(img->index);
     ebs_block_page_free(&probe);
     free(img);
@@ -349,14 +360,20 @@ image_open(const char *snapshot_id, const struct image_options *opts,
   pthread_cond_init(&img->idle, NULL);
   {
     struct ebs_error perr;
+    int pr;
 
-    /* Only a failure to list the rest of grain 0 (a short page) lands here;
-     * the grain is then listed again when a read needs it. */
-    if (block_index_preload(img->index, &probe, &perr) < 0) {
+    /* A failure lands here when the page was bad, or (without the thread)
+     * listing the rest of grain 0 failed; grain 0 is then listed again when
+     * a read needs it. */
+    pr = first ? block_index_preload_head(img->index, &probe, &perr)
+               : block_index_preload(img->index, &probe, &perr);
+    if (pr < 0) {
       char msg[800];
       log_warn("%s: listing the first blocks: %s", img->snapshot_id,
                ebs_error_string(&perr, msg, sizeof msg));
     }
+    first_listing_attach(first, img->index, pr == 1);
+    img->first = first;
   }
   log_debug(LOG_SUB_INDEX, "%s: %llu bytes, %llu blocks", img->snapshot_id,
             (unsigned long long) img->size, (unsigned long long) img->nblocks);
@@ -370,6 +387,7 @@ image_close(struct image *img)
   if (img == NULL)
     return;
   layout_prefetch_stop(img->layout);    /* its thread reads through img */
+  first_listing_end(img->first);        /* its thread writes the index */
   /* Prefetches may still be in flight; their completions touch img. */
   pthread_mutex_lock(&img->lock);
   while (img->inflight > 0)
