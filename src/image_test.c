@@ -268,24 +268,28 @@ ebs_valid_snapshot_id(const char *s)
 
 static const char snap[] = "snap-0123456789abcdef0";
 
+/* A counter of the fake client, read under its lock (transport threads
+ * and grain 0's listing thread bump them). */
 static unsigned
-lists(struct ebs_client *c)
+counter(struct ebs_client *c, const unsigned *field)
 {
   unsigned n;
   pthread_mutex_lock(&c->lock);
-  n = c->lists;
+  n = *field;
   pthread_mutex_unlock(&c->lock);
   return n;
 }
 
 static unsigned
+lists(struct ebs_client *c)
+{
+  return counter(c, &c->lists);
+}
+
+static unsigned
 gets(struct ebs_client *c)
 {
-  unsigned n;
-  pthread_mutex_lock(&c->lock);
-  n = c->total_gets;
-  pthread_mutex_unlock(&c->lock);
-  return n;
+  return counter(c, &c->total_gets);
 }
 
 /* Read [off, off+len) and compare with the fake volume; returns the rc. */
