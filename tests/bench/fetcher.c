@@ -654,7 +654,7 @@ fetch_all(struct fetcher *f)
 
   while (f->done < f->nblocks) {
     double now = now_mono(), wait_s = 0.1;
-    int running, left;
+    int running, left, freed;
     CURLMsg *msg;
 
     /* Start work on idle slots while pacing allows. */
@@ -681,6 +681,7 @@ fetch_all(struct fetcher *f)
 
     if (curl_multi_perform(m, &running) != CURLM_OK)
       die("curl_multi_perform failed");
+    freed = 0;
     while ((msg = curl_multi_info_read(m, &left)) != NULL) {
       char *priv = NULL;
       if (msg->msg != CURLMSG_DONE)
@@ -690,10 +691,15 @@ fetch_all(struct fetcher *f)
       CURLcode cc = msg->data.result;
       curl_multi_remove_handle(m, s->h);
       finish(f, s, cc);
+      freed++;
     }
 
-    /* Sleep until the socket is ready, the pacer or the next retry allow work. */
+    /* Sleep until the socket is ready, the pacer or the next retry allow work.
+     * A slot freed just now is refilled at once: nothing else would wake the
+     * poll for it (with one connection, every request waited the full 100 ms). */
     now = now_mono();
+    if (freed)
+      wait_s = 0;
     if (interval > 0 && f->next_send > now && f->next_send - now < wait_s)
       wait_s = f->next_send - now;
     for (size_t i = 0; i < f->nretries; i++)
