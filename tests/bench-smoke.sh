@@ -45,6 +45,10 @@ for name, r in rep["scenarios"].items():
 # The reference side always runs for the read scenarios.
 assert rep["scenarios"]["seq-read"]["reference"]["mib_s"]["median"] > 0
 assert rep["scenarios"]["first-file"]["reference"]["seconds"]["median"] > 0
+# Where ebsfs ran first-file, the same steps were timed from a local image too.
+ff = rep["scenarios"]["first-file"]
+if "ebsfs" in ff:
+    assert ff["local_image_s"]["n"] >= 1 and ff["local_image_s"]["median"] > 0, ff
 PY
 
 # The Markdown: a header and one table row per scenario.
