@@ -55,6 +55,7 @@ volume_layout_default_limits(struct layout_limits *lim)
   lim->file_bytes = 32u << 20;
   lim->min_file_bytes = 1u << 20;
   lim->max_files = 65536;
+  lim->max_small = 65536;
 }
 
 /* ---- growing the result ------------------------------------------------------- */
@@ -65,7 +66,7 @@ struct scan {
   uint64_t volume_size;
   struct layout_limits lim;
   struct volume_layout *out;
-  size_t meta_cap, files_cap, ranges_cap;
+  size_t meta_cap, files_cap, ranges_cap, small_cap;
   uint64_t meta_bytes;                  /* listed so far */
   uint64_t inode_bytes;                 /* read so far */
 };
@@ -250,6 +251,34 @@ add_file(struct scan *s, const struct ext4 *fs, const struct extent *ext, unsign
   return 0;
 }
 
+/* A file under min_file_bytes: its data, each extent up to the file's end
+ * (its last block whole; an extent past the end holds preallocated space). */
+static int
+add_small(struct scan *s, const struct ext4 *fs, const struct extent *ext, unsigned n,
+          uint64_t size)
+{
+  struct volume_layout *l = s->out;
+  uint64_t size_blocks = (size + fs->block_size - 1) / fs->block_size;
+  unsigned i;
+
+  for (i = 0; i < n && l->nsmall < s->lim.max_small; i++) {
+    uint64_t count = ext[i].len, off, len;
+
+    if (ext[i].lblock >= size_blocks)
+      continue;
+    if (count > size_blocks - ext[i].lblock)
+      count = size_blocks - ext[i].lblock;
+    if (!fs_range(s, fs, ext[i].start, count, &off, &len))
+      continue;
+    if (grow((void **) &l->small, &s->small_cap, l->nsmall, sizeof *l->small) < 0)
+      return -ENOMEM;
+    l->small[l->nsmall].off = off;
+    l->small[l->nsmall].len = len;
+    l->nsmall++;
+  }
+  return 0;
+}
+
 static int
 one_inode(struct scan *s, const struct ext4 *fs, uint64_t inum, const unsigned char *inode)
 {
@@ -282,8 +311,9 @@ one_inode(struct scan *s, const struct ext4 *fs, uint64_t inum, const unsigned c
     }
     return 0;
   }
-  if ((mode & S_IFMT_) == S_IFREG_ && size >= s->lim.min_file_bytes)
-    return add_file(s, fs, ext, n, size);
+  if ((mode & S_IFMT_) == S_IFREG_)
+    return size >= s->lim.min_file_bytes ? add_file(s, fs, ext, n, size)
+                                         : add_small(s, fs, ext, n, size);
   return 0;
 }
 
@@ -455,6 +485,14 @@ by_start(const void *a, const void *b)
   return x->start < y->start ? -1 : x->start > y->start;
 }
 
+static int
+by_off(const void *a, const void *b)
+{
+  const struct layout_range *x = a, *y = b;
+
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
 int
 volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
                    const struct layout_limits *lim, struct volume_layout *out)
@@ -483,6 +521,8 @@ volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
   }
   if (out->nfiles > 1)                  /* qsort(NULL, 0) is undefined */
     qsort(out->files, out->nfiles, sizeof *out->files, by_start);
+  if (out->nsmall > 1)
+    qsort(out->small, out->nsmall, sizeof *out->small, by_off);
   return 0;
 }
 
@@ -492,5 +532,6 @@ volume_layout_free(struct volume_layout *l)
   free(l->meta);
   free(l->files);
   free(l->ranges);
+  free(l->small);
   memset(l, 0, sizeof *l);
 }

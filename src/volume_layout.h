@@ -7,8 +7,10 @@
  * superblock, group descriptors and the used part of its inode tables, and
  * says (1) which byte ranges any mount will read soon - every directory's
  * data and the journal's superblock - so they can all be fetched at once,
- * and (2) where each large file's data lies, so that a read of its first
- * block can bring in the rest of it in one round trip.
+ * (2) where each large file's data lies, so that a read of its first
+ * block can bring in the rest of it in one round trip, and (3) where the
+ * small files' data lies, so that a copy of a tree (reading small file
+ * after small file, one round trip each) can be seen and read ahead of.
  *
  * Pure parsing: all I/O goes through the caller's read function, and every
  * field read from the volume is checked before it is used (a damaged or
@@ -44,6 +46,8 @@ struct volume_layout {
   size_t nfiles;
   struct layout_range *ranges;  /* the files' data */
   size_t nranges;
+  struct layout_range *small;   /* data of the smaller regular files, sorted by off */
+  size_t nsmall;
   unsigned nfilesystems;        /* ext4 filesystems recognised */
   uint64_t inodes_scanned;
 };
@@ -55,10 +59,12 @@ struct layout_limits {
   uint64_t file_bytes;          /* per file: the first this many bytes listed */
   uint64_t min_file_bytes;      /* smaller files are not listed */
   size_t max_files;             /* files listed at most */
+  size_t max_small;             /* small files' data ranges listed at most */
 };
 
 /* Defaults: 8 MiB of inode tables (32768 inodes of 256 B), 32 MiB of
- * directories, the first 32 MiB of files of 1 MiB or more, 65536 files. */
+ * directories, the first 32 MiB of files of 1 MiB or more, 65536 files,
+ * 65536 ranges of smaller files. */
 void volume_layout_default_limits(struct layout_limits *lim);
 
 /* Read len bytes at off into buf: 0, or -errno. */

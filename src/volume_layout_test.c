@@ -295,9 +295,18 @@ layout_problem(const struct volume_layout *l, uint64_t size, const struct layout
 {
   uint64_t meta = 0;
 
-  if ((l->nmeta && !l->meta) || (l->nfiles && !l->files) || (l->nranges && !l->ranges))
+  if ((l->nmeta && !l->meta) || (l->nfiles && !l->files) || (l->nranges && !l->ranges) ||
+      (l->nsmall && !l->small))
     return "a count without its array";
-  if (l->nfilesystems == 0 && (l->nmeta || l->nfiles))
+  if (l->nsmall > lim->max_small)
+    return "more small ranges than max_small";
+  for (size_t i = 0; i < l->nsmall; i++) {
+    if (!in_vol(&l->small[i], size))
+      return "a small file's range outside the volume (or empty)";
+    if (i > 0 && l->small[i].off < l->small[i - 1].off + l->small[i - 1].len)
+      return "small ranges not sorted, or overlapping";
+  }
+  if (l->nfilesystems == 0 && (l->nmeta || l->nfiles || l->nsmall))
     return "hints without a filesystem";
   for (size_t i = 0; i < l->nmeta; i++) {
     if (!in_vol(&l->meta[i], size))
@@ -462,6 +471,36 @@ check_files(struct vol *v, const struct volume_layout *l, const struct layout_li
   }
 }
 
+/* Reads back every 4 KiB of every small file's range: each must be a block
+ * of a test file of fewer than min_file_bytes, and bytes[i] totals what
+ * was listed of tree[i]. */
+static void
+check_small(struct vol *v, const struct volume_layout *l, const struct layout_limits *lim,
+            uint64_t min_start, uint64_t bytes[NTREE])
+{
+  memset(bytes, 0, NTREE * sizeof *bytes);
+  for (size_t i = 0; i < l->nsmall; i++) {
+    const struct layout_range *r = &l->small[i];
+
+    CHECK(r->off >= min_start);
+    for (uint64_t pos = 0; pos < r->len; pos += BLK) {
+      uint8_t b[HDR_LEN];
+      uint64_t foff = 0;
+      int idx = -1;
+
+      if (vol_read(v, r->off + pos, b, HDR_LEN) != 0 || (idx = parse_hdr(b, &foff)) < 0 ||
+          tree[idx].size >= lim->min_file_bytes || foff >= tree[idx].size) {
+        fprintf(stderr, "small[%zu] (%llu+%llu) +%llu: not a block of a small test file\n", i,
+                (unsigned long long) r->off, (unsigned long long) r->len,
+                (unsigned long long) pos);
+        test_failures++;
+        break;
+      }
+      bytes[idx] += BLK;
+    }
+  }
+}
+
 /* An image made from the tree, with default limits: one filesystem, its
  * journal superblock and every directory listed, every file of 1 MiB or
  * more listed once with its data, nothing before min_start (the
@@ -498,6 +537,20 @@ check_ext4(struct vol *v, uint64_t min_start, uint32_t min_big_ranges)
       }
     CHECK_INTEQ(l.nfiles, 4);
     CHECK(listed_ranges[BIG40] >= min_big_ranges);
+    /* Every file under 1 MiB: all its blocks, each once. */
+    {
+      uint64_t small_bytes[NTREE];
+
+      check_small(v, &l, &lim, min_start, small_bytes);
+      for (size_t i = 0; i < NTREE; i++)
+        if (!tree[i].dir && tree[i].size < MIB &&
+            small_bytes[i] != (tree[i].size + BLK - 1) / BLK * BLK) {
+          fprintf(stderr, "%s (%llu bytes): %llu bytes listed as a small file's\n",
+                  tree[i].path, (unsigned long long) tree[i].size,
+                  (unsigned long long) small_bytes[i]);
+          test_failures++;
+        }
+    }
   }
   volume_layout_free(&l);
 }
@@ -520,6 +573,7 @@ limit_cases(struct vol *v)
   CHECK_INTEQ(def.file_bytes, 32 * MIB);
   CHECK_INTEQ(def.min_file_bytes, MIB);
   CHECK_INTEQ(def.max_files, 65536);
+  CHECK_INTEQ(def.max_small, 65536);
 
   /* Only big40 is 16 MiB or more. */
   lim = def;
@@ -535,6 +589,28 @@ limit_cases(struct vol *v)
   CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
   check_files(v, &l, &lim, 0, seen);
   CHECK_INTEQ(l.nfiles, 1);
+  volume_layout_free(&l);
+
+  /* Under 16 MiB is small: big01, big03 and big10 join the small files,
+   * those whose extents fit in the inode with all their blocks. */
+  lim = def;
+  lim.min_file_bytes = 16 * MIB;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  {
+    uint64_t small_bytes[NTREE];
+
+    check_small(v, &l, &lim, 0, small_bytes);
+    for (size_t i = 0; i < NTREE; i++)
+      if (!tree[i].dir && small_bytes[i] != 0)
+        CHECK_INTEQ(small_bytes[i], (tree[i].size + BLK - 1) / BLK * BLK);
+    CHECK(l.nsmall >= 4);
+  }
+  volume_layout_free(&l);
+
+  lim = def;
+  lim.max_small = 1;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  CHECK_INTEQ(l.nsmall, 1);
   volume_layout_free(&l);
 
   /* Only the first 5 MiB of each file: big01 and big03 whole. */
