@@ -7,6 +7,17 @@
  * is published once with a release store; readers look at it without a lock
  * (a binary search over the files sorted by their first byte) and claim a
  * file with one atomic exchange, so each file's data is queued at most once.
+ *
+ * Small files: copying a tree (cp -r, tar, rsync) reads one small file after
+ * another, each a round trip when its block is not in yet, and no stream
+ * forms for readahead to follow.  So once reads begin in the data of two
+ * small files in different blocks near each other - a copy under way, not
+ * one file looked at - the blocks holding small files' data around the
+ * second are queued at once.  While a copy goes on (a window was set off
+ * in the last few seconds), the first read in another place is enough: the
+ * next directory's files then come in the round trip of its first file.
+ * Per block, atomic flags say it was read, queued, or already set off a
+ * window, so each is queued at most once.
  */
 #include <config.h>
 
@@ -17,6 +28,7 @@
 #include <string.h>
 
 #include "ebs.h"
+#include "http.h"
 #include "image.h"
 #include "kernel_readahead.h"
 #include "layout_prefetch.h"
@@ -27,6 +39,16 @@
 /* The kernel reads ahead this far past what the filesystem asked for: FUSE's
  * max_readahead and the bdi's read_ahead_kb, both set from this one value. */
 #define KERNEL_OVERSHOOT (KERNEL_READAHEAD_KB * 1024u)
+/* Blocks holding small files' data this far either side of a read are one
+ * window (ext4 puts a directory's files in its block group, 128 MiB): 33
+ * blocks, 16.5 MiB at most, an eighth of the smallest cache budget that
+ * keeps a readahead window. */
+#define SMALL_WINDOW_BLOCKS 16u
+/* How long after a window the copy counts as going on.  Between two
+ * directories a copy may spend a while on a large file. */
+#define SMALL_COPY_MS 5000u
+
+enum { SMALL_READ = 1, SMALL_QUEUED = 2, SMALL_WINDOW = 4 };
 
 struct layout_prefetch {
   struct image *img;
@@ -35,6 +57,10 @@ struct layout_prefetch {
   int done;                             /* atomic: 0 parsing, 1 ready, -errno */
   struct volume_layout layout;          /* read-only once done == 1 */
   unsigned char *claimed;               /* atomic, one per file: data queued */
+  uint32_t *small_blocks;               /* blocks holding small files' data, ascending */
+  size_t nsmall_blocks;
+  unsigned char *small_state;           /* atomic, one per small block: SMALL_* */
+  uint64_t last_window_ms;              /* atomic: http_now_ms() of the last window, or 0 */
   uint64_t meta_bytes;                  /* for the log */
 };
 
@@ -46,6 +72,34 @@ read_image(void *ctx, uint64_t off, void *buf, size_t len)
   if (__atomic_load_n(&lp->stopping, __ATOMIC_RELAXED))
     return -ECANCELED;
   return image_pread(lp->img, buf, len, off);
+}
+
+/* The blocks that hold small files' data, from the layout's sorted ranges
+ * (which do not overlap, so their blocks come in order).  0 or -ENOMEM. */
+static int
+small_blocks(struct layout_prefetch *lp)
+{
+  const struct volume_layout *l = &lp->layout;
+  size_t i, n = 0;
+
+  if (l->nsmall == 0)
+    return 0;
+  /* At most two blocks per range more than its length's worth. */
+  for (i = 0; i < l->nsmall; i++)
+    n += (size_t) (l->small[i].len / EBS_BLOCK_SIZE) + 2;
+  lp->small_blocks = malloc(n * sizeof *lp->small_blocks);
+  if (lp->small_blocks == NULL)
+    return -ENOMEM;
+  for (i = 0; i < l->nsmall; i++) {
+    uint64_t b = l->small[i].off / EBS_BLOCK_SIZE;
+    uint64_t last = (l->small[i].off + l->small[i].len - 1) / EBS_BLOCK_SIZE;
+
+    for (; b <= last; b++)
+      if (lp->nsmall_blocks == 0 || lp->small_blocks[lp->nsmall_blocks - 1] < b)
+        lp->small_blocks[lp->nsmall_blocks++] = (uint32_t) b;
+  }
+  lp->small_state = calloc(lp->nsmall_blocks, 1);
+  return lp->small_state ? 0 : -ENOMEM;
 }
 
 static void *
@@ -60,6 +114,8 @@ parse(void *arg)
   rc = volume_layout_scan(read_image, lp, image_size(lp->img), NULL, l);
   if (rc == 0 && l->nfiles > 0 && (lp->claimed = calloc(l->nfiles, 1)) == NULL)
     rc = -ENOMEM;
+  if (rc == 0)
+    rc = small_blocks(lp);
   if (rc < 0) {
     /* A failed read was already reported by the fetch that failed. */
     if (rc == -ENOMEM)
@@ -75,9 +131,10 @@ parse(void *arg)
     lp->meta_bytes += l->meta[i].len;
   }
   log_debug(LOG_SUB_READAHEAD, "%s: layout: %u ext4 filesystem(s), %llu inodes read, "
-            "%zu directory ranges (%llu bytes) queued, %zu large files known", id,
+            "%zu directory ranges (%llu bytes) queued, %zu large files known, "
+            "small files in %zu blocks", id,
             l->nfilesystems, (unsigned long long) l->inodes_scanned, l->nmeta,
-            (unsigned long long) lp->meta_bytes, l->nfiles);
+            (unsigned long long) lp->meta_bytes, l->nfiles, lp->nsmall_blocks);
   __atomic_store_n(&lp->done, 1, __ATOMIC_RELEASE);
   return NULL;
 }
@@ -120,6 +177,83 @@ first_at_or_after(const struct volume_layout *l, uint64_t off)
   return lo;
 }
 
+/* Index of the small file range holding off, or SIZE_MAX. */
+static size_t
+small_range_at(const struct volume_layout *l, uint64_t off)
+{
+  size_t lo = 0, hi = l->nsmall;
+
+  while (lo < hi) {                     /* the first range starting after off */
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (l->small[mid].off <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0 || off - l->small[lo - 1].off >= l->small[lo - 1].len)
+    return SIZE_MAX;
+  return lo - 1;
+}
+
+/* Index of block b in small_blocks, which holds it. */
+static size_t
+small_block_index(const struct layout_prefetch *lp, uint64_t b)
+{
+  size_t lo = 0, hi = lp->nsmall_blocks;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (lp->small_blocks[mid] < b)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* A read began in a small file's data, in block b: if another block of the
+ * window around it was read before, or a copy is going on, queue the
+ * window's small-file blocks. */
+static void
+small_file_read(struct layout_prefetch *lp, uint64_t b)
+{
+  const uint32_t *blk = lp->small_blocks;
+  uint32_t take[2 * SMALL_WINDOW_BLOCKS + 1];   /* distinct blocks within the window */
+  size_t i = small_block_index(lp, b), lo, hi, j, n = 0, k, next;
+  uint64_t now = http_now_ms(), last = __atomic_load_n(&lp->last_window_ms, __ATOMIC_RELAXED);
+  bool other = last != 0 && now - last < SMALL_COPY_MS;
+
+  if (i >= lp->nsmall_blocks || blk[i] != b)
+    return;                             /* cannot happen: the ranges' blocks are all in */
+  if (__atomic_fetch_or(&lp->small_state[i], SMALL_READ, __ATOMIC_RELAXED) & SMALL_WINDOW)
+    return;
+  for (lo = i; lo > 0 && b - blk[lo - 1] <= SMALL_WINDOW_BLOCKS; lo--)
+    ;
+  for (hi = i; hi + 1 < lp->nsmall_blocks && blk[hi + 1] - b <= SMALL_WINDOW_BLOCKS; hi++)
+    ;
+  for (j = lo; j <= hi && !other; j++)
+    other = j != i && (__atomic_load_n(&lp->small_state[j], __ATOMIC_RELAXED) & SMALL_READ);
+  if (!other ||
+      (__atomic_fetch_or(&lp->small_state[i], SMALL_WINDOW, __ATOMIC_RELAXED) & SMALL_WINDOW))
+    return;
+  __atomic_store_n(&lp->last_window_ms, now ? now : 1, __ATOMIC_RELAXED);
+  for (j = lo; j <= hi; j++)
+    if (!(__atomic_fetch_or(&lp->small_state[j], SMALL_QUEUED, __ATOMIC_RELAXED) & SMALL_QUEUED))
+      take[n++] = blk[j];
+  /* Consecutive blocks go as one range. */
+  for (k = 0; k < n; k = next) {
+    for (next = k + 1; next < n && take[next] == take[next - 1] + 1; next++)
+      ;
+    image_prefetch_range(lp->img, (uint64_t) take[k] * EBS_BLOCK_SIZE,
+                         (uint64_t) (take[next - 1] - take[k] + 1) * EBS_BLOCK_SIZE);
+  }
+  if (n)
+    log_debug(LOG_SUB_READAHEAD, "%s: small files read near block %llu: queuing %zu block(s)",
+              image_snapshot_id(lp->img), (unsigned long long) b, n);
+}
+
 void
 layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len)
 {
@@ -148,6 +282,8 @@ layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len)
      * range: without this, the file's tail waited one more round trip. */
     image_prefetch_range(lp->img, last->off + last->len, KERNEL_OVERSHOOT);
   }
+  if (l->nsmall && lp->nsmall_blocks && small_range_at(l, off) != SIZE_MAX)
+    small_file_read(lp, off / EBS_BLOCK_SIZE);
 }
 
 unsigned
@@ -199,5 +335,7 @@ layout_prefetch_stop(struct layout_prefetch *lp)
     log_warn("%s: layout thread: %s", image_snapshot_id(lp->img), strerror(rc));
   volume_layout_free(&lp->layout);
   free(lp->claimed);
+  free(lp->small_blocks);
+  free(lp->small_state);
   free(lp);
 }

@@ -6,7 +6,9 @@
  * kernel would otherwise find them one dependent round trip at a time.
  * Afterwards, the first read of a large file's first byte queues the rest of
  * the file's first 32 MiB, so `cp` or `sha256sum` of it takes one round trip
- * instead of a readahead window growing over several.
+ * instead of a readahead window growing over several.  And a copy of many
+ * small files, seen by where its reads begin, has the blocks holding small
+ * files' data around it queued together instead of one round trip per block.
  *
  * Hints only: a volume it does not understand gets none, and nothing it does
  * changes what a read returns.
@@ -25,8 +27,10 @@ struct layout_prefetch;
 struct layout_prefetch *layout_prefetch_start(struct image *img);
 
 /* A read of [off, off+len) is being served: queue the data of each listed
- * file whose first byte it covers, once per file.  Cheap; does nothing
- * before the parse is done. */
+ * file whose first byte it covers, once per file, and, when off lies in a
+ * small file's data and a copy looks under way, the blocks of small files'
+ * data around it (layout_prefetch.c).  Cheap; does nothing before the parse
+ * is done. */
 void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t len);
 
 /* A stream read at off, in a stream that began at stream_start, is about
