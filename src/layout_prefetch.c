@@ -41,8 +41,7 @@
 #define KERNEL_OVERSHOOT (KERNEL_READAHEAD_KB * 1024u)
 /* Blocks holding small files' data this far either side of a read are one
  * window (ext4 puts a directory's files in its block group, 128 MiB): 33
- * blocks, 16.5 MiB at most, an eighth of the smallest cache budget that
- * keeps a readahead window. */
+ * blocks, 16.5 MiB at most, against a default cache of 256 MiB. */
 #define SMALL_WINDOW_BLOCKS 16u
 /* How long after a window the copy counts as going on.  Between two
  * directories a copy may spend a while on a large file. */
