@@ -521,8 +521,23 @@ volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
   }
   if (out->nfiles > 1)                  /* qsort(NULL, 0) is undefined */
     qsort(out->files, out->nfiles, sizeof *out->files, by_start);
-  if (out->nsmall > 1)
+  if (out->nsmall > 1) {
+    size_t k = 0;
+
     qsort(out->small, out->nsmall, sizeof *out->small, by_off);
+    /* Two inodes claiming the same blocks (a damaged filesystem): one range. */
+    for (size_t j = 1; j < out->nsmall; j++) {
+      struct layout_range *prev = &out->small[k], *r = &out->small[j];
+
+      if (r->off < prev->off + prev->len) {
+        if (r->off + r->len > prev->off + prev->len)
+          prev->len = r->off + r->len - prev->off;
+      } else {
+        out->small[++k] = *r;
+      }
+    }
+    out->nsmall = k + 1;
+  }
   return 0;
 }
 

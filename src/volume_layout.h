@@ -46,7 +46,8 @@ struct volume_layout {
   size_t nfiles;
   struct layout_range *ranges;  /* the files' data */
   size_t nranges;
-  struct layout_range *small;   /* data of the smaller regular files, sorted by off */
+  struct layout_range *small;   /* data of the smaller regular files, sorted by
+                                 * off, not overlapping */
   size_t nsmall;
   unsigned nfilesystems;        /* ext4 filesystems recognised */
   uint64_t inodes_scanned;

@@ -780,7 +780,7 @@ fuzz(struct vol *v1)
       bad = "a positive return";
     else if (v.oob)
       bad = "a read past the volume's end";
-    else if (rc < 0 && (l.nmeta || l.nfiles || l.nranges))
+    else if (rc < 0 && (l.nmeta || l.nfiles || l.nranges || l.nsmall))
       bad = "hints left after an error";
     else
       bad = layout_problem(&l, v.size, &lim);
@@ -790,6 +790,63 @@ fuzz(struct vol *v1)
   }
   CHECK_INTEQ(reported, 0);
   free(pristine);
+  free(work);
+}
+
+/* Two small files' inodes claiming the same blocks (a damaged filesystem):
+ * the scan still succeeds, and those blocks are listed once, in ranges
+ * that do not overlap (scan_checked checks that). */
+static void
+shared_blocks_case(struct vol *v1)
+{
+  uint8_t *work = malloc(FUZZ_COPY);
+  struct vol v = { VOL_MEM, -1, work, FUZZ_COPY, IMG1_SIZE, 0, -1, false, 0 };
+  struct layout_limits lim;
+  struct volume_layout l;
+  size_t itab, a = 0, b = 0, holding = 0;
+  uint64_t first;
+  int rc;
+
+  if (!work || vol_read(v1, 0, work, FUZZ_COPY) != 0) {
+    CHECK(!"shared blocks: no copy of image 1");
+    free(work);
+    return;
+  }
+  itab = (size_t) (work[4104] | work[4105] << 8 | work[4106] << 16) * BLK;
+  CHECK(itab >= 2 * BLK && itab + 8192 <= FUZZ_COPY);
+  /* Two regular files under 1 MiB with extents among the first 32 inodes
+   * (256 bytes each): mode, size, flags, then i_block at 0x28. */
+  for (size_t ino = 12; ino <= 32 && itab + 8192 <= FUZZ_COPY; ino++) {
+    const uint8_t *p = work + itab + (ino - 1) * 256;
+    uint32_t size = (uint32_t) (p[4] | p[5] << 8 | p[6] << 16 | (uint32_t) p[7] << 24);
+
+    if ((p[1] & 0xF0) == 0x80 && size > 0 && size < MIB && (p[0x22] & 0x08)) {
+      if (a == 0)
+        a = ino;
+      else if (b == 0)
+        b = ino;
+    }
+  }
+  CHECK(a != 0 && b != 0);
+  if (a == 0 || b == 0) {
+    free(work);
+    return;
+  }
+  memcpy(work + itab + (b - 1) * 256 + 0x28, work + itab + (a - 1) * 256 + 0x28, 60);
+  /* a's first data block: the first extent's ee_start_lo (its high 16 bits
+   * are 0 in an 8 GiB filesystem). */
+  first = (uint64_t) (work[itab + (a - 1) * 256 + 0x28 + 12 + 8] |
+                      work[itab + (a - 1) * 256 + 0x28 + 12 + 9] << 8 |
+                      work[itab + (a - 1) * 256 + 0x28 + 12 + 10] << 16) * BLK;
+  volume_layout_default_limits(&lim);
+  CHECK_INTEQ(rc = scan_checked(&v, &lim, &l), 0);
+  if (rc == 0) {
+    for (size_t i = 0; i < l.nsmall; i++)
+      if (first >= l.small[i].off && first - l.small[i].off < l.small[i].len)
+        holding++;
+    CHECK_INTEQ(holding, 1);
+  }
+  volume_layout_free(&l);
   free(work);
 }
 
@@ -936,6 +993,8 @@ main(void)
   failure_cases(&v1);
   phase("damaged metadata");
   fuzz(&v1);
+  phase("two inodes sharing blocks");
+  shared_blocks_case(&v1);
   CHECK_INTEQ(close(v1.fd), 0);
 
   if (!make_image(img2, PART_IMG, true) || (v2.fd = open(img2, O_RDWR)) < 0) {
