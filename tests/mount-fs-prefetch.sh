@@ -63,22 +63,10 @@ next_last=$(echo $next_blocks | tr ' ' '\n' | tail -1)
   fail "mkfs.ext4 did not put $b right after $a: the readahead checks cannot fail"
 
 gets() { emu_counter GetSnapshotBlock; }
-# Wait until LOG has a line matching PATTERN (10 s at most), then until the
-# emulator has seen no new GetSnapshotBlock for half a second.
+# Wait until LOG has a line matching PATTERN, then until the fetches stop.
 settle() {
-  local log=$1 pattern=$2 i prev=-1 n
-  for (( i=0; i<200; i++ )); do
-    grep -q -- "$pattern" "$log" && break
-    sleep 0.05
-  done
-  grep -q -- "$pattern" "$log" || { cat "$log" >&2; fail "no '$pattern' in $log"; }
-  for (( i=0; i<40; i++ )); do
-    n=$(gets)
-    [ "$n" = "$prev" ] && return 0
-    prev=$n
-    sleep 0.5
-  done
-  fail "GetSnapshotBlock still rising after 20 s"
+  wait_log "$1" "$2"
+  gets_settle
 }
 # read_blocks IMAGE BLOCKS...: 4 KiB of each 512 KiB block, bypassing the
 # page cache.  Not the whole block: a whole-block read starts a readahead

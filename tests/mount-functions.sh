@@ -113,6 +113,31 @@ loop_mount() {
   on_exit "umount '$dir' 2>/dev/null || umount -l '$dir' 2>/dev/null"
 }
 
+# wait_log LOG PATTERN: wait (10 s at most) until LOG has a line matching
+# PATTERN (grep -E); fails with the log shown otherwise.
+wait_log() {
+  local log=$1 pattern=$2 i
+  for (( i=0; i<200; i++ )); do
+    grep -Eq -- "$pattern" "$log" && return 0
+    sleep 0.05
+  done
+  cat "$log" >&2
+  fail "no '$pattern' in $log after 10 s"
+}
+
+# gets_settle: wait until the emulator has counted no new GetSnapshotBlock
+# for half a second (20 s at most): what was queued has been fetched.
+gets_settle() {
+  local i prev=-1 n
+  for (( i=0; i<40; i++ )); do
+    n=$(emu_counter GetSnapshotBlock)
+    [ "$n" = "$prev" ] && return 0
+    prev=$n
+    sleep 0.5
+  done
+  fail "GetSnapshotBlock still rising after 20 s"
+}
+
 # make_sparse_source FILE SIZE SEED: random data with holes, partial blocks
 # and data up to the very end; prints nothing.  Deterministic per seed.
 make_sparse_source() {

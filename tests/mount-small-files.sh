@@ -77,17 +77,6 @@ window=$(echo "$files" | awk -v y="$y" '$1 >= y - 16 && $1 <= y + 16 && !seen[$1
 first_in() { echo "$files" | awk -v b="$1" '$1 == b { print $2; exit }'; }
 
 gets() { emu_counter GetSnapshotBlock; }
-# Wait until the emulator has seen no new GetSnapshotBlock for half a second.
-settle() {
-  local i prev=-1 n
-  for (( i=0; i<40; i++ )); do
-    n=$(gets)
-    [ "$n" = "$prev" ] && return 0
-    prev=$n
-    sleep 0.5
-  done
-  fail "GetSnapshotBlock still rising after 20 s"
-}
 # read_fs_blocks IMAGE FS-BLOCK...: 4 KiB at each, bypassing the page cache.
 read_fs_blocks() {
   local image=$1 b; shift
@@ -100,38 +89,23 @@ read_fs_blocks() {
 # 1. Default (fs_prefetch=on).
 mnt=$(mount_dir on)
 start_ebsfs "$mnt" -o debug=readahead "$snap"
-for (( i=0; i<200; i++ )); do
-  grep -q "layout: 1 ext4 filesystem" "$EBSFS_LOG" && break
-  sleep 0.05
-done
-grep -E "layout: .*small files in [1-9][0-9]* blocks" "$EBSFS_LOG" >/dev/null ||
-  { cat "$EBSFS_LOG" >&2; fail "the layout found no small files"; }
-settle
+wait_log "$EBSFS_LOG" "layout: 1 ext4 filesystem.*small files in [1-9][0-9]* blocks"
+gets_settle
 emu_reset_counters
 
 # One small file read alone: its block, nothing more.
 read_fs_blocks "$mnt/$snap" "$(first_in "$x")"
-settle
+gets_settle
 n=$(gets); [ "$n" -le 1 ] || { cat "$EBSFS_LOG" >&2; fail "one small file's read cost $n GetSnapshotBlock"; }
 grep -q "small files read near" "$EBSFS_LOG" && fail "one small file's read set off a window"
 
 # A second one, in the next block: the window around it is queued.  And
 # while that copy goes on, one read in the far directory is enough there.
 read_fs_blocks "$mnt/$snap" "$(first_in "$y")"
-for (( i=0; i<200; i++ )); do
-  grep -q "small files read near block $y: queuing" "$EBSFS_LOG" && break
-  sleep 0.05
-done
-grep -q "small files read near block $y: queuing" "$EBSFS_LOG" ||
-  { cat "$EBSFS_LOG" >&2; fail "reads in blocks $x and $y set off no window"; }
+wait_log "$EBSFS_LOG" "small files read near block $y: queuing"
 read_fs_blocks "$mnt/$snap" "$far_first"
-for (( i=0; i<100; i++ )); do
-  grep -q "small files read near block $far: queuing" "$EBSFS_LOG" && break
-  sleep 0.02
-done
-grep -q "small files read near block $far: queuing" "$EBSFS_LOG" ||
-  { cat "$EBSFS_LOG" >&2; fail "a read in block $far during the copy set off no window"; }
-settle
+wait_log "$EBSFS_LOG" "small files read near block $far: queuing"
+gets_settle
 # Each block once at most, and only blocks of small files: x, then those of
 # the two windows.
 n=$(gets)
@@ -174,7 +148,7 @@ stop_ebsfs "$mnt"
 mnt=$(mount_dir off)
 start_ebsfs "$mnt" -o fs_prefetch=off "$snap"
 read_fs_blocks "$mnt/$snap" "$(first_in "$x")" "$(first_in "$y")"
-settle
+gets_settle
 emu_reset_counters
 read_fs_blocks "$mnt/$snap" $window
 n=$(gets); [ "$n" -gt 0 ] || fail "with fs_prefetch=off the small files cost no request: test cannot fail"
