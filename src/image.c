@@ -742,6 +742,12 @@ image_pread(struct image *img, void *buf, size_t len, uint64_t off)
   return 0;
 }
 
+uint64_t
+image_prefetch_ahead_bytes(const struct image *img)
+{
+  return (uint64_t) img->readahead_max * EBS_BLOCK_SIZE;
+}
+
 void
 image_prefetch_range(struct image *img, uint64_t off, uint64_t len)
 {

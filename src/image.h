@@ -52,6 +52,9 @@ void image_prefetch_head(struct image *img);
 /* Queue the fetch of the blocks under [off, off+len) that are listed and not
  * cached, up to max_requests in flight; returns at once. */
 void image_prefetch_range(struct image *img, uint64_t off, uint64_t len);
+/* How much may be fetched ahead of readers (the readahead cap, at most a
+ * quarter of the cache). */
+uint64_t image_prefetch_ahead_bytes(const struct image *img);
 
 /* Copy [off, off+len) into buf through the cache (or the staging area), with
  * no readahead and no reply references: for small metadata reads (the

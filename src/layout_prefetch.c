@@ -3,7 +3,9 @@
  *
  * The parse runs on its own thread so that neither the mount nor a reader
  * ever waits for it: it reads through image_pread(), i.e. through the block
- * cache, and the blocks it needs are the head's, already queued.  The result
+ * cache.  The superblock and descriptors are in the head, already queued;
+ * the inode tables it then reads it first names (hint_image), so that they
+ * come in together rather than one group's round trip at a time.  The result
  * is published once with a release store; readers look at it without a lock
  * (a binary search over the files sorted by their first byte) and claim a
  * file with one atomic exchange, so each file's data is queued at most once.
@@ -73,6 +75,17 @@ read_image(void *ctx, uint64_t off, void *buf, size_t len)
   return image_pread(lp->img, buf, len, off);
 }
 
+/* The scan is about to read [off, off+len) (an inode table): fetch it now,
+ * with the rest of the window, rather than a round trip at a time. */
+static void
+hint_image(void *ctx, uint64_t off, uint64_t len)
+{
+  struct layout_prefetch *lp = ctx;
+
+  if (!__atomic_load_n(&lp->stopping, __ATOMIC_RELAXED))
+    image_prefetch_range(lp->img, off, len);
+}
+
 /* The blocks that hold small files' data, from the layout's sorted ranges
  * (which do not overlap, so their blocks come in order).  0 or -ENOMEM. */
 static int
@@ -107,10 +120,14 @@ parse(void *arg)
   struct layout_prefetch *lp = arg;
   struct volume_layout *l = &lp->layout;
   const char *id = image_snapshot_id(lp->img);
+  struct layout_limits lim;
   size_t i;
   int rc;
 
-  rc = volume_layout_scan(read_image, lp, image_size(lp->img), NULL, l);
+  volume_layout_default_limits(&lim);
+  if (lim.hint_ahead_bytes > image_prefetch_ahead_bytes(lp->img))
+    lim.hint_ahead_bytes = image_prefetch_ahead_bytes(lp->img);
+  rc = volume_layout_scan_hinted(read_image, hint_image, lp, image_size(lp->img), &lim, l);
   if (rc == 0 && l->nfiles > 0 && (lp->claimed = calloc(l->nfiles, 1)) == NULL)
     rc = -ENOMEM;
   if (rc == 0)

@@ -50,18 +50,20 @@ static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t) le32(
 void
 volume_layout_default_limits(struct layout_limits *lim)
 {
-  lim->inode_bytes = 8u << 20;
+  lim->inode_bytes = 32u << 20;
   lim->meta_bytes = 32u << 20;
   lim->file_bytes = 32u << 20;
   lim->min_file_bytes = 1u << 20;
   lim->max_files = 65536;
   lim->max_small = 65536;
+  lim->hint_ahead_bytes = 16u << 20;
 }
 
 /* ---- growing the result ------------------------------------------------------- */
 
 struct scan {
   layout_read_fn read;
+  layout_hint_fn hint;                  /* may be NULL */
   void *ctx;
   uint64_t volume_size;
   struct layout_limits lim;
@@ -317,12 +319,19 @@ one_inode(struct scan *s, const struct ext4 *fs, uint64_t inum, const unsigned c
   return 0;
 }
 
-/* The used inodes of one group: [itable, itable + used * inode_size). */
+/* The used part of one group's inode table, as planned from its descriptor. */
+struct itable {
+  uint64_t group;
+  uint64_t off, bytes;                  /* volume range; whole inodes */
+};
+
+/* Plan the used inodes of one group, [itable, itable + used * inode_size),
+ * within what is left of the budget: appended to *t, or nothing. */
 static int
-scan_group(struct scan *s, const struct ext4 *fs, uint64_t group, uint64_t itable,
-           uint32_t used, unsigned char *buf)
+plan_group(struct scan *s, const struct ext4 *fs, uint64_t group, uint64_t itable,
+           uint32_t used, struct itable **t, size_t *n, size_t *cap)
 {
-  uint64_t bytes = (uint64_t) used * fs->inode_size, done = 0, off, len;
+  uint64_t bytes = (uint64_t) used * fs->inode_size, off, len;
 
   if (bytes > s->lim.inode_bytes - s->inode_bytes)
     bytes = s->lim.inode_bytes - s->inode_bytes;
@@ -330,19 +339,34 @@ scan_group(struct scan *s, const struct ext4 *fs, uint64_t group, uint64_t itabl
   if (bytes == 0 || !fs_range(s, fs, itable, (bytes + fs->block_size - 1) / fs->block_size,
                               &off, &len))
     return 0;
-  while (done < bytes) {
-    size_t n = bytes - done < CHUNK ? (size_t) (bytes - done) : CHUNK;
+  if (grow((void **) t, cap, *n, sizeof **t) < 0)
+    return -ENOMEM;
+  (*t)[*n].group = group;
+  (*t)[*n].off = off;
+  (*t)[*n].bytes = bytes;
+  (*n)++;
+  s->inode_bytes += bytes;
+  return 0;
+}
+
+/* Read and parse one planned group's inodes. */
+static int
+scan_group(struct scan *s, const struct ext4 *fs, const struct itable *t, unsigned char *buf)
+{
+  uint64_t done = 0;
+
+  while (done < t->bytes) {
+    size_t n = t->bytes - done < CHUNK ? (size_t) (t->bytes - done) : CHUNK;
     size_t i;
     int rc;
 
     n -= n % fs->inode_size;
-    rc = s->read(s->ctx, off + done, buf, n);
+    rc = s->read(s->ctx, t->off + done, buf, n);
     if (rc < 0)
       return rc;
-    s->inode_bytes += n;
     s->out->inodes_scanned += n / fs->inode_size;
     for (i = 0; i < n; i += fs->inode_size) {
-      uint64_t inum = group * fs->inodes_per_group + (done + i) / fs->inode_size + 1;
+      uint64_t inum = t->group * fs->inodes_per_group + (done + i) / fs->inode_size + 1;
 
       rc = one_inode(s, fs, inum, buf + i);
       if (rc < 0)
@@ -358,7 +382,9 @@ scan_ext4(struct scan *s, uint64_t base, uint64_t avail)
 {
   struct ext4 fs;
   unsigned char *buf;
-  uint64_t g, gdt_off, gdt_len;
+  struct itable *t = NULL;
+  size_t nt = 0, tcap = 0, hinted = 0, i;
+  uint64_t g, gdt_off, gdt_len, read_bytes = 0, hinted_bytes = 0;
   int rc;
 
   rc = parse_superblock(s, base, avail, &fs);
@@ -370,9 +396,13 @@ scan_ext4(struct scan *s, uint64_t base, uint64_t avail)
   buf = malloc(2 * CHUNK);              /* inodes, then descriptors */
   if (buf == NULL)
     return -ENOMEM;
+  /* First every group's descriptor, so that the used part of each inode
+   * table is known before the first is read: the caller can then fetch them
+   * all at once, where reading them one after another would cost a round
+   * trip each (the used inodes of a group lie 2 MiB or more from the next
+   * group's when the groups are 8192 inodes of 256 B). */
   rc = 0;
   for (g = 0; g < fs.ngroups && s->inode_bytes < s->lim.inode_bytes && rc == 0; ) {
-    /* A chunk of descriptors, then the used inodes of each. */
     unsigned char *gd = buf + CHUNK;
     uint64_t per = CHUNK / fs.desc_size, k, n = fs.ngroups - g < per ? fs.ngroups - g : per;
 
@@ -398,10 +428,22 @@ scan_ext4(struct scan *s, uint64_t base, uint64_t avail)
 
         used = unused >= used ? 0 : used - unused;
       }
-      rc = scan_group(s, &fs, g + k, itable, used, buf);
+      rc = plan_group(s, &fs, g + k, itable, used, &t, &nt, &tcap);
     }
     g += n;
   }
+  /* Then the inodes, with the tables up to hint_ahead_bytes ahead asked for
+   * (a bounded window: the caller's cache and request slots are finite). */
+  for (i = 0; i < nt && rc == 0; i++) {
+    while (s->hint && hinted < nt && hinted_bytes < read_bytes + s->lim.hint_ahead_bytes) {
+      s->hint(s->ctx, t[hinted].off, t[hinted].bytes);
+      hinted_bytes += t[hinted].bytes;
+      hinted++;
+    }
+    rc = scan_group(s, &fs, &t[i], buf);
+    read_bytes += t[i].bytes;
+  }
+  free(t);
   free(buf);
   return rc;
 }
@@ -497,7 +539,16 @@ int
 volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
                    const struct layout_limits *lim, struct volume_layout *out)
 {
-  struct scan s = { .read = read, .ctx = ctx, .volume_size = volume_size, .out = out };
+  return volume_layout_scan_hinted(read, NULL, ctx, volume_size, lim, out);
+}
+
+int
+volume_layout_scan_hinted(layout_read_fn read, layout_hint_fn hint, void *ctx,
+                          uint64_t volume_size, const struct layout_limits *lim,
+                          struct volume_layout *out)
+{
+  struct scan s = { .read = read, .hint = hint, .ctx = ctx, .volume_size = volume_size,
+                    .out = out };
   uint64_t start[MAX_CANDIDATES], size[MAX_CANDIDATES];
   unsigned n, i;
   int rc;

@@ -61,11 +61,12 @@ struct layout_limits {
   uint64_t min_file_bytes;      /* smaller files are not listed */
   size_t max_files;             /* files listed at most */
   size_t max_small;             /* small files' data ranges listed at most */
+  uint64_t hint_ahead_bytes;    /* inode tables hinted ahead of the reads */
 };
 
-/* Defaults: 8 MiB of inode tables (32768 inodes of 256 B), 32 MiB of
+/* Defaults: 32 MiB of inode tables (131072 inodes of 256 B), 32 MiB of
  * directories, the first 32 MiB of files of 1 MiB or more, 65536 files,
- * 65536 ranges of smaller files. */
+ * 65536 ranges of smaller files, inode tables hinted 16 MiB ahead. */
 void volume_layout_default_limits(struct layout_limits *lim);
 
 /* Read len bytes at off into buf: 0, or -errno. */
@@ -76,6 +77,14 @@ typedef int (*layout_read_fn)(void *ctx, uint64_t off, void *buf, size_t len);
  * out is then empty too.  Free with volume_layout_free either way. */
 int volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
                        const struct layout_limits *lim, struct volume_layout *out);
+/* The same, telling hint which ranges are about to be read (the inode
+ * tables, up to hint_ahead_bytes ahead of the reads): a caller reading over
+ * a network can fetch them all at once.  Only ranges inside the volume are
+ * hinted, each once. */
+typedef void (*layout_hint_fn)(void *ctx, uint64_t off, uint64_t len);
+int volume_layout_scan_hinted(layout_read_fn read, layout_hint_fn hint, void *ctx,
+                              uint64_t volume_size, const struct layout_limits *lim,
+                              struct volume_layout *out);
 void volume_layout_free(struct volume_layout *l);
 
 #endif

@@ -33,6 +33,7 @@
 #define PART_OFF MIB                    /* where image 2's filesystem starts */
 #define PART_FS (2 * GIB)
 #define PART_IMG (PART_OFF + PART_FS + MIB)
+#define IMG3_SIZE (256 * MIB)
 #define FUZZ_COPY (8 * MIB)             /* what of image 1 the fuzzer keeps */
 #define FUZZ_ITERS 3000u
 
@@ -61,7 +62,7 @@ static const struct entry tree[] = {
 #define NTREE (sizeof tree / sizeof tree[0])
 #define BIG40 (NTREE - 1)
 
-static char tmpdir[256], srcdir[300], img1[300], img2[300], mkfs[256];
+static char tmpdir[256], srcdir[300], img1[300], img2[300], img3[300], mkfs[256];
 static const char *cur_phase;
 static int phase_failures;
 static uint32_t listed_ranges[NTREE];   /* by check_files, per tree entry */
@@ -132,6 +133,15 @@ struct vol {
   long reads, fail_after;       /* fail_after < 0: never fail */
   bool failed;
   long oob;                     /* reads reaching past the volume's end */
+  /* Hints (scan_checked): each range, the read count when it came, and
+   * whether a read reached it since. */
+  uint64_t hint_off[64], hint_len[64];
+  long hint_at[64];
+  bool hint_read[64];
+  size_t nhints;
+  long hint_problems;           /* bad, repeated, or after a read of its range */
+  uint64_t hint_ahead;          /* the most hinted and not yet read */
+  uint64_t hint_max;            /* the longest hint */
 };
 
 static int
@@ -151,6 +161,9 @@ vol_read(void *ctx, uint64_t off, void *buf, size_t len)
     return -EIO;
   }
   v->reads++;
+  for (size_t i = 0; i < v->nhints; i++)
+    if (off < v->hint_off[i] + v->hint_len[i] && v->hint_off[i] < off + len)
+      v->hint_read[i] = true;
   if (v->kind == VOL_FD) {
     ssize_t n = pread(v->fd, p, len, (off_t) off);   /* short only at EOF */
     if (n < 0)
@@ -166,6 +179,36 @@ vol_read(void *ctx, uint64_t off, void *buf, size_t len)
       p[i] = (uint8_t) (splitmix((off + i) / 8) >> (8 * ((off + i) % 8)));
   }
   return 0;
+}
+
+/* The parser's hints: inside the volume, each range once, before any read
+ * of it (the window is what is hinted and not read yet). */
+static void
+vol_hint(void *ctx, uint64_t off, uint64_t len)
+{
+  struct vol *v = ctx;
+  uint64_t unread = 0;
+  size_t i;
+
+  if (len == 0 || off > v->size || len > v->size - off || v->nhints == 64) {
+    v->hint_problems++;
+    return;
+  }
+  for (i = 0; i < v->nhints; i++)
+    if (off < v->hint_off[i] + v->hint_len[i] && v->hint_off[i] < off + len)
+      v->hint_problems++;
+  v->hint_off[i] = off;
+  v->hint_len[i] = len;
+  v->hint_at[i] = v->reads;
+  v->hint_read[i] = false;
+  v->nhints++;
+  if (len > v->hint_max)
+    v->hint_max = len;
+  for (i = 0; i < v->nhints; i++)
+    if (!v->hint_read[i])
+      unread += v->hint_len[i];
+  if (unread > v->hint_ahead)
+    v->hint_ahead = unread;
 }
 
 /* ---- the source tree and the images ---------------------------------- */
@@ -254,6 +297,11 @@ make_image(char *path, uint64_t size, bool partitioned)
 {
   char offopt[64], blocks[32];
   char *plain[] = { mkfs, "-q", "-F", "-d", srcdir, "-b", "4096", path, NULL };
+  /* Image 3: 4 MiB groups of 8 inodes of 1 KiB (mkfs's least), so the
+   * tree's 31 inodes lie in 4 groups, each group's used inodes a table of
+   * its own.  Without meta_bg, which such small groups would bring. */
+  char *spread[] = { mkfs, "-q", "-F", "-d", srcdir, "-b", "4096", "-g", "1024",
+                     "-I", "1024", "-N", "256", "-O", "^meta_bg,^resize_inode", path, NULL };
   char *part[] = { mkfs, "-q", "-F", "-d", srcdir, "-b", "4096", "-O", "^flex_bg",
                    "-g", "8192", "-E", offopt, path, blocks, NULL };
   int fd, status;
@@ -270,7 +318,7 @@ make_image(char *path, uint64_t size, bool partitioned)
   if (close(fd) != 0 || (pid = fork()) < 0)
     return false;
   if (pid == 0) {
-    execv(mkfs, partitioned ? part : plain);
+    execv(mkfs, partitioned ? part : size == IMG3_SIZE ? spread : plain);
     _exit(127);
   }
   while (waitpid(pid, &status, 0) < 0)
@@ -352,8 +400,22 @@ scan_checked(struct vol *v, const struct layout_limits *lim, struct volume_layou
   int rc;
 
   v->oob = 0;
-  rc = volume_layout_scan(vol_read, v, v->size, lim, l);
+  v->nhints = 0;
+  v->hint_problems = 0;
+  v->hint_ahead = 0;
+  v->hint_max = 0;
+  rc = volume_layout_scan_hinted(vol_read, vol_hint, v, v->size, lim, l);
   CHECK_INTEQ(v->oob, 0);
+  CHECK_INTEQ(v->hint_problems, 0);
+  /* Within the window, but for the range that crossed it; and every hint
+   * was read (no fetch for nothing), unless a read failed. */
+  CHECK(v->hint_ahead <= lim->hint_ahead_bytes + v->hint_max);
+  for (size_t i = 0; i < v->nhints && !v->failed; i++)
+    if (!v->hint_read[i]) {
+      fprintf(stderr, "hinted %llu+%llu, never read\n", (unsigned long long) v->hint_off[i],
+              (unsigned long long) v->hint_len[i]);
+      test_failures++;
+    }
   if ((bad = layout_problem(l, v->size, lim)) != NULL) {
     fprintf(stderr, "layout: %s\n", bad);
     test_failures++;
@@ -568,7 +630,8 @@ limit_cases(struct vol *v)
   unsigned journals;
 
   volume_layout_default_limits(&def);
-  CHECK_INTEQ(def.inode_bytes, 8 * MIB);
+  CHECK_INTEQ(def.inode_bytes, 32 * MIB);
+  CHECK_INTEQ(def.hint_ahead_bytes, 16 * MIB);
   CHECK_INTEQ(def.meta_bytes, 32 * MIB);
   CHECK_INTEQ(def.file_bytes, 32 * MIB);
   CHECK_INTEQ(def.min_file_bytes, MIB);
@@ -722,7 +785,8 @@ static void
 fuzz(struct vol *v1)
 {
   uint8_t *pristine = malloc(FUZZ_COPY), *work = malloc(FUZZ_COPY);
-  struct vol v = { VOL_MEM, -1, work, FUZZ_COPY, IMG1_SIZE, 0, -1, false, 0 };
+  struct vol v = { .kind = VOL_MEM, .fd = -1, .mem = work, .memlen = FUZZ_COPY, .size = IMG1_SIZE,
+                   .fail_after = -1 };
   struct layout_limits def, lim;
   struct volume_layout l;
   size_t reg[5][2], itab;
@@ -800,7 +864,8 @@ static void
 shared_blocks_case(struct vol *v1)
 {
   uint8_t *work = malloc(FUZZ_COPY);
-  struct vol v = { VOL_MEM, -1, work, FUZZ_COPY, IMG1_SIZE, 0, -1, false, 0 };
+  struct vol v = { .kind = VOL_MEM, .fd = -1, .mem = work, .memlen = FUZZ_COPY, .size = IMG1_SIZE,
+                   .fail_after = -1 };
   struct layout_limits lim;
   struct volume_layout l;
   size_t itab, a = 0, b = 0, holding = 0;
@@ -919,9 +984,10 @@ static void
 foreign_cases(void)
 {
   static uint8_t sec[1024];
-  struct vol zeros = { VOL_MEM, -1, NULL, 0, 64 * MIB, 0, -1, false, 0 };
-  struct vol rnd = { VOL_RANDOM, -1, NULL, 0, 64 * MIB, 0, -1, false, 0 };
-  struct vol mbr = { VOL_MEM, -1, sec, sizeof sec, 64 * MIB, 0, -1, false, 0 };
+  struct vol zeros = { .kind = VOL_MEM, .fd = -1, .size = 64 * MIB, .fail_after = -1 };
+  struct vol rnd = { .kind = VOL_RANDOM, .fd = -1, .size = 64 * MIB, .fail_after = -1 };
+  struct vol mbr = { .kind = VOL_MEM, .fd = -1, .mem = sec, .memlen = sizeof sec, .size = 64 * MIB,
+                     .fail_after = -1 };
   struct vol *vols[] = { &zeros, &rnd, &mbr, &mbr };
   struct layout_limits lim;
   struct volume_layout l;
@@ -955,12 +1021,59 @@ foreign_cases(void)
   }
 }
 
+/* Inodes in many groups: every directory is found, and every group's used
+ * inodes are hinted before the first of them is read (with the default
+ * 16 MiB window); a budget of a few groups hints only those. */
+static void
+spread_cases(struct vol *v)
+{
+  struct layout_limits lim;
+  struct volume_layout l;
+  bool found[NTREE];
+  uint64_t dir_bytes;
+  unsigned journals;
+  int rc;
+
+  volume_layout_default_limits(&lim);
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  if (rc == 0) {
+    CHECK(l.inodes_scanned >= NTREE + 11);
+    read_meta(v, &l, 0, found, &dir_bytes, &journals);
+    for (size_t i = 0; i < NTREE; i++)
+      if (!found[i]) {
+        fprintf(stderr, "spread: no meta range holds the entry of %s\n", tree[i].path);
+        test_failures++;
+      }
+  }
+  volume_layout_free(&l);
+  CHECK(v->nhints >= 4);
+  for (size_t i = 1; i < v->nhints; i++)
+    CHECK_INTEQ(v->hint_at[i], v->hint_at[0]);
+
+  /* A window of one inode: each group's table is hinted just before it
+   * is read, one at a time. */
+  lim.hint_ahead_bytes = 1;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  volume_layout_free(&l);
+  CHECK(v->nhints >= 4 && v->hint_at[v->nhints - 1] > v->hint_at[0]);
+
+  /* Budget: the descriptors (64 groups of 64 bytes) and 3 KiB of inodes. */
+  volume_layout_default_limits(&lim);
+  lim.inode_bytes = 64 * 64 + 3 * KIB;
+  CHECK_INTEQ(rc = scan_checked(v, &lim, &l), 0);
+  if (rc == 0)
+    CHECK_INTEQ(l.inodes_scanned, 3);
+  volume_layout_free(&l);
+  CHECK_INTEQ(v->nhints, 1);
+}
+
 int
 main(void)
 {
   const char *t = getenv("TMPDIR");
-  struct vol v1 = { VOL_FD, -1, NULL, 0, IMG1_SIZE, 0, -1, false, 0 };
-  struct vol v2 = { VOL_FD, -1, NULL, 0, PART_IMG, 0, -1, false, 0 };
+  struct vol v1 = { .kind = VOL_FD, .fd = -1, .size = IMG1_SIZE, .fail_after = -1 };
+  struct vol v2 = { .kind = VOL_FD, .fd = -1, .size = PART_IMG, .fail_after = -1 };
+  struct vol v3 = { .kind = VOL_FD, .fd = -1, .size = IMG3_SIZE, .fail_after = -1 };
 
   if (!find_mkfs()) {
     fprintf(stderr, "mkfs.ext4 not found: skipped\n");
@@ -976,6 +1089,7 @@ main(void)
   snprintf(srcdir, sizeof srcdir, "%s/src", tmpdir);
   snprintf(img1, sizeof img1, "%s/img1", tmpdir);
   snprintf(img2, sizeof img2, "%s/img2", tmpdir);
+  snprintf(img3, sizeof img3, "%s/img3", tmpdir);
   if (!build_tree()) {
     perror("building the source tree");
     return 1;
@@ -1003,6 +1117,14 @@ main(void)
   }
   partition_cases(&v2);
   CHECK_INTEQ(close(v2.fd), 0);
+
+  phase("inodes in many groups");
+  if (!make_image(img3, IMG3_SIZE, false) || (v3.fd = open(img3, O_RDONLY)) < 0) {
+    fprintf(stderr, "%s could not make %s\n", mkfs, img3);
+    return 1;
+  }
+  spread_cases(&v3);
+  CHECK_INTEQ(close(v3.fd), 0);
 
   phase("not ext4");
   foreign_cases();
