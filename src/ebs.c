@@ -584,6 +584,7 @@ get_block_op(struct ebs_client *c, const char *snapshot_id, uint32_t index,
   snprintf(op->path, sizeof op->path, "/snapshots/%s/blocks/%" PRIu32, snapshot_id, index);
   add_query(op, "blockToken", op->token);
   op->job.rate_key = op->snapshot_id;
+  op->job.tag = index;
   op->job.direct = buf;
   op->job.direct_max = EBS_BLOCK_SIZE;
   op->job.direct_hash = op->md;
@@ -605,14 +606,21 @@ ebs_get_snapshot_block(struct ebs_client *c, const char *snapshot_id,
 int
 ebs_get_snapshot_block_async(struct ebs_client *c, const char *snapshot_id,
                              uint32_t index, const char *block_token, void *buf,
-                             ebs_done_fn done, void *arg)
+                             bool background, ebs_done_fn done, void *arg)
 {
   struct ebs_error err;
   int r = 0;
   struct ebs_op *op = get_block_op(c, snapshot_id, index, block_token, buf, &err, &r);
   if (op == NULL)
     return r;
+  op->job.background = background;
   return op_submit_async(op, done, arg);
+}
+
+void
+ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index)
+{
+  http_promote(c->http, snapshot_id, index);
 }
 
 /* StartSnapshot's JSON body; NULL on ENOMEM. */

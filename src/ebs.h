@@ -133,10 +133,16 @@ int ebs_get_snapshot_block(struct ebs_client *c, const char *snapshot_id,
                            struct ebs_error *err);
 /* Same, asynchronous: done(arg, 0 or -errno, err) is called exactly once.
  * Strings are copied; buf must stay valid until done is called. Returns 0,
- * or -errno without calling done when the request could not be queued. */
+ * or -errno without calling done when the request could not be queued.
+ * background: nobody waits for it yet (a prefetch); requests someone waits
+ * for go out before it (http.h). */
 int ebs_get_snapshot_block_async(struct ebs_client *c, const char *snapshot_id,
                                  uint32_t index, const char *block_token, void *buf,
-                                 ebs_done_fn done, void *arg);
+                                 bool background, ebs_done_fn done, void *arg);
+/* Someone now waits for a background GetSnapshotBlock of this block: if it
+ * has not gone out yet, it goes before the other background ones.  Returns
+ * at once; nothing happens when no such request waits. */
+void ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index);
 
 /* ---- StartSnapshot / PutSnapshotBlock / CompleteSnapshot ---------------- */
 

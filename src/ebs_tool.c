@@ -332,7 +332,7 @@ cmd_read(struct tool *t, int argc, char **argv)
       free_list = s->next;
       s->index = idx[next_i];
       if (ebs_get_snapshot_block_async(t->client, snap, idx[next_i], tok[next_i], s->buf,
-                                       read_done, s) < 0) {
+                                       false, read_done, s) < 0) {
         fprintf(stderr, "ebs_tool: cannot queue block %" PRIu32 "\n", idx[next_i]);
         return 1;
       }

@@ -39,6 +39,14 @@
 #define HTTP_SMALL_BODY (64 * 1024)        /* curl sends these with the headers */
 #define HTTP_UPLOAD_BUFFER (512L * 1024)   /* one EBS block per send() */
 
+#define HTTP_MAX_PROMOTIONS 64             /* queued between two turns of the loop */
+#define HTTP_KEY_MAX 64                    /* a rate key (snapshot ID) in a promotion */
+
+struct promotion {
+  char key[HTTP_KEY_MAX];
+  uint64_t tag;
+};
+
 enum job_state {
   JOB_PENDING = 0,               /* waiting for a slot */
   JOB_WAIT_RATE,                 /* on the timer until its rate slot */
@@ -56,12 +64,14 @@ struct http {
   pthread_t thread;
   bool thread_started;
 
-  pthread_mutex_t lock;          /* protects incoming and stopping */
+  pthread_mutex_t lock;          /* protects incoming, promotions and stopping */
   struct http_job *in_head, *in_tail;
+  struct promotion promo[HTTP_MAX_PROMOTIONS];
+  unsigned npromo;
   bool stopping;
 
   /* I/O thread only: */
-  struct http_job *pend_head, *pend_tail;
+  struct http_job *pend_head[2], *pend_tail[2];   /* [0] readers', [1] background */
   struct http_job **heap;        /* timer min-heap on wake_ms_ */
   size_t nheap, heap_cap;
   CURL **easy_pool;              /* idle easy handles, reused */
@@ -97,6 +107,31 @@ heap_swap(struct http *h, size_t a, size_t b)
   h->heap[b]->heap_idx_ = b;
 }
 
+static void
+sift_up(struct http *h, size_t i)
+{
+  while (i > 0 && h->heap[(i - 1) / 2]->wake_ms_ > h->heap[i]->wake_ms_) {
+    heap_swap(h, i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static void
+sift_down(struct http *h, size_t i)
+{
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < h->nheap && h->heap[l]->wake_ms_ < h->heap[m]->wake_ms_)
+      m = l;
+    if (r < h->nheap && h->heap[r]->wake_ms_ < h->heap[m]->wake_ms_)
+      m = r;
+    if (m == i)
+      break;
+    heap_swap(h, i, m);
+    i = m;
+  }
+}
+
 static int
 heap_push(struct http *h, struct http_job *job)
 {
@@ -112,38 +147,36 @@ heap_push(struct http *h, struct http_job *job)
   i = h->nheap++;
   h->heap[i] = job;
   job->heap_idx_ = i;
-  while (i > 0 && h->heap[(i - 1) / 2]->wake_ms_ > h->heap[i]->wake_ms_) {
-    heap_swap(h, i, (i - 1) / 2);
-    i = (i - 1) / 2;
-  }
+  sift_up(h, i);
   return 0;
+}
+
+/* Take the job at index i out of the heap. */
+static void
+heap_remove(struct http *h, size_t i)
+{
+  size_t last = --h->nheap;
+  struct http_job *moved;
+
+  if (i == last)
+    return;
+  /* The last job fills the hole, then finds its place up or down. */
+  moved = h->heap[last];
+  h->heap[i] = moved;
+  moved->heap_idx_ = i;
+  sift_up(h, i);
+  sift_down(h, moved->heap_idx_);
 }
 
 static struct http_job *
 heap_pop(struct http *h)
 {
   struct http_job *top;
-  size_t i = 0;
 
   if (h->nheap == 0)
     return NULL;
   top = h->heap[0];
-  h->nheap--;
-  if (h->nheap > 0) {
-    h->heap[0] = h->heap[h->nheap];
-    h->heap[0]->heap_idx_ = 0;
-    for (;;) {
-      size_t l = 2 * i + 1, r = l + 1, m = i;
-      if (l < h->nheap && h->heap[l]->wake_ms_ < h->heap[m]->wake_ms_)
-        m = l;
-      if (r < h->nheap && h->heap[r]->wake_ms_ < h->heap[m]->wake_ms_)
-        m = r;
-      if (m == i)
-        break;
-      heap_swap(h, i, m);
-      i = m;
-    }
-  }
+  heap_remove(h, 0);
   return top;
 }
 
@@ -371,18 +404,155 @@ job_launch(struct http *h, struct http_job *job)
   job_finish(h, job, -EIO);
 }
 
+/* ---- priority: readers' jobs before background ones --------------------------- */
+
+static void
+pend_push(struct http *h, struct http_job *job)
+{
+  int q = job->background ? 1 : 0;
+
+  job->next_ = NULL;
+  job->state_ = JOB_PENDING;
+  if (h->pend_tail[q])
+    h->pend_tail[q]->next_ = job;
+  else
+    h->pend_head[q] = job;
+  h->pend_tail[q] = job;
+}
+
+/* Background jobs leave this many slots to readers' (1 in 16: 8 of 128),
+ * so that a reader's request never waits for a prefetch to finish. */
+static unsigned
+background_slots(const struct http *h)
+{
+  return h->cfg.max_in_flight - h->cfg.max_in_flight / 16;
+}
+
+/* The pending queue whose first job may have a slot now, or -1. */
+static int
+pend_ready(const struct http *h)
+{
+  if (h->pend_head[0] && h->active < h->cfg.max_in_flight)
+    return 0;
+  if (h->pend_head[1] && h->active < background_slots(h))
+    return 1;
+  return -1;
+}
+
+/* The next pending job that may have a slot now, taken off its queue. */
+static struct http_job *
+pend_take(struct http *h)
+{
+  int q = pend_ready(h);
+  struct http_job *job;
+
+  if (q < 0)
+    return NULL;
+  job = h->pend_head[q];
+  h->pend_head[q] = job->next_;
+  if (h->pend_head[q] == NULL)
+    h->pend_tail[q] = NULL;
+  job->next_ = NULL;
+  return job;
+}
+
+/* The background job of key waiting for a rate slot before `before` that
+ * goes out first: its heap index, or SIZE_MAX.  A linear look: the heap
+ * holds at most max_in_flight jobs. */
+static size_t
+background_before(const struct http *h, const char *key, uint64_t before)
+{
+  size_t best = SIZE_MAX;
+
+  for (size_t i = 0; i < h->nheap; i++) {
+    const struct http_job *j = h->heap[i];
+
+    if (j->background && j->state_ == JOB_WAIT_RATE && j->wake_ms_ < before &&
+        strcmp(j->rate_key, key) == 0 &&
+        (best == SIZE_MAX || j->wake_ms_ < h->heap[best]->wake_ms_))
+      best = i;
+  }
+  return best;
+}
+
+/* Trade the send times of two jobs in the heap. */
+static void
+heap_trade(struct http *h, struct http_job *a, struct http_job *b)
+{
+  uint64_t wa = a->wake_ms_, wb = b->wake_ms_;
+
+  heap_remove(h, a->heap_idx_);
+  heap_remove(h, b->heap_idx_);
+  a->wake_ms_ = wb;
+  b->wake_ms_ = wa;
+  (void) heap_push(h, a);               /* cannot fail: two places were just freed */
+  (void) heap_push(h, b);
+}
+
+/* http_promote's work, on the I/O thread. */
+static void
+promote(struct http *h, const char *key, uint64_t tag)
+{
+  struct http_job *j, *prev = NULL;
+
+  for (j = h->pend_head[1]; j; prev = j, j = j->next_)
+    if (j->tag == tag && j->rate_key && strcmp(j->rate_key, key) == 0) {
+      /* Waiting for a slot: into the readers' queue. */
+      if (prev)
+        prev->next_ = j->next_;
+      else
+        h->pend_head[1] = j->next_;
+      if (h->pend_tail[1] == j)
+        h->pend_tail[1] = prev;
+      j->background = false;
+      pend_push(h, j);
+      return;
+    }
+  for (size_t i = 0; i < h->nheap; i++) {
+    j = h->heap[i];
+    if (j->background && j->tag == tag && j->rate_key && strcmp(j->rate_key, key) == 0) {
+      j->background = false;
+      if (j->state_ == JOB_WAIT_RATE) {
+        /* Waiting for its send time: the first one a background job has. */
+        size_t b = background_before(h, key, j->wake_ms_);
+
+        if (b != SIZE_MAX)
+          heap_trade(h, j, h->heap[b]);
+      }
+      return;
+    }
+  }
+  /* Sent already (or done): nothing to gain. */
+}
+
 /* Start (or restart after a backoff) an attempt: pace it first. */
 static void
 job_attempt(struct http *h, struct http_job *job, uint64_t now)
 {
   if (job->rate_key) {
+    uint64_t wake;
     double at;
+    size_t b;
+
     pthread_mutex_lock(&h->rl_lock);
     at = ratelimit_reserve(h->rl, job->rate_key, (double) now);
     pthread_mutex_unlock(&h->rl_lock);
-    if (at > (double) now + 0.5) {
+    wake = (uint64_t) (at + 0.5);
+    /* A reader's job behind background ones: trade send times with the
+     * first of them (the reservation stays, so the pace does too). */
+    if (wake > now && !job->background &&
+        (b = background_before(h, job->rate_key, wake)) != SIZE_MAX) {
+      struct http_job *bg = h->heap[b];
+      uint64_t its = bg->wake_ms_;
+
+      heap_remove(h, b);
+      bg->wake_ms_ = wake;
+      (void) heap_push(h, bg);          /* cannot fail: a place was just freed */
+      wake = its;
+    }
+    if (wake > now) {
       job->state_ = JOB_WAIT_RATE;
-      job->wake_ms_ = (uint64_t) (at + 0.5);
+      job->wake_ms_ = wake;
       if (heap_push(h, job) == 0)
         return;
       /* No memory for the timer: send now rather than lose the job. */
@@ -455,11 +625,12 @@ cancel_all(struct http *h)
     job = heap_pop(h);
     job_finish(h, job, -ECANCELED);
   }
-  while ((job = h->pend_head) != NULL) {
-    h->pend_head = job->next_;
-    h->active++;                 /* job_finish gives the slot back */
-    job_finish(h, job, -ECANCELED);
-  }
+  for (int q = 0; q < 2; q++)
+    while ((job = h->pend_head[q]) != NULL) {
+      h->pend_head[q] = job->next_;
+      h->active++;               /* job_finish gives the slot back */
+      job_finish(h, job, -ECANCELED);
+    }
   pthread_mutex_lock(&h->lock);
   job = h->in_head;
   h->in_head = h->in_tail = NULL;
@@ -537,6 +708,8 @@ io_thread(void *arg)
   CURLMsg *msg;
   bool stop;
   struct epoll_event evs[64];
+  struct promotion promo[HTTP_MAX_PROMOTIONS];
+  unsigned npromo;
 
   for (;;) {
     uint64_t now;
@@ -545,28 +718,23 @@ io_thread(void *arg)
     pthread_mutex_lock(&h->lock);
     list = h->in_head;
     h->in_head = h->in_tail = NULL;
+    npromo = h->npromo;
+    memcpy(promo, h->promo, npromo * sizeof promo[0]);
+    h->npromo = 0;
     stop = h->stopping;
     pthread_mutex_unlock(&h->lock);
     while (list) {               /* keep arrival order */
       job = list;
       list = job->next_;
-      job->next_ = NULL;
-      if (h->pend_tail)
-        h->pend_tail->next_ = job;
-      else
-        h->pend_head = job;
-      h->pend_tail = job;
+      pend_push(h, job);
     }
+    for (unsigned i = 0; i < npromo; i++)
+      promote(h, promo[i].key, promo[i].tag);
     if (stop)
       break;
 
     now = http_now_ms();
-    while (h->pend_head && h->active < h->cfg.max_in_flight) {
-      job = h->pend_head;
-      h->pend_head = job->next_;
-      if (h->pend_head == NULL)
-        h->pend_tail = NULL;
-      job->next_ = NULL;
+    while ((job = pend_take(h)) != NULL) {
       h->active++;
       atomic_store(&h->st_in_flight, h->active);
       job->first_ms_ = now;
@@ -592,7 +760,7 @@ io_thread(void *arg)
       if (t < timeout)
         timeout = t;
     }
-    if (h->pend_head && h->active < h->cfg.max_in_flight)
+    if (pend_ready(h) >= 0)
       timeout = 0;
     n = epoll_wait(h->epfd, evs, (int) (sizeof evs / sizeof evs[0]), (int) timeout);
     for (int i = 0; i < n; i++) {
@@ -766,6 +934,25 @@ http_submit(struct http *h, struct http_job *job)
   pthread_mutex_unlock(&h->lock);
   wake(h);
   return 0;
+}
+
+void
+http_promote(struct http *h, const char *rate_key, uint64_t tag)
+{
+  size_t len = strlen(rate_key);
+
+  if (len >= HTTP_KEY_MAX)
+    return;
+  pthread_mutex_lock(&h->lock);
+  if (h->npromo == HTTP_MAX_PROMOTIONS || h->stopping) {
+    pthread_mutex_unlock(&h->lock);
+    return;
+  }
+  memcpy(h->promo[h->npromo].key, rate_key, len + 1);
+  h->promo[h->npromo].tag = tag;
+  h->npromo++;
+  pthread_mutex_unlock(&h->lock);
+  wake(h);
 }
 
 void

@@ -18,6 +18,15 @@
  *   done    - exactly once, with the final result.
  * Between attempts the job waits on the I/O thread's timer (backoff from
  * retry.h, pacing from ratelimit.h); no thread ever sleeps for a retry.
+ *
+ * Priority: a background job (readahead, prefetch) never holds up one that
+ * a reader waits for.  Readers' jobs get slots first, and when all slots
+ * are taken, or their rate slot lies behind background jobs' reserved ones,
+ * they take over the slot and the reserved send time of the background
+ * job of the same key that would go out next; that job goes back to the
+ * head of the background queue.  The pace stays the same: reservations are
+ * traded, never added.  A background job someone starts waiting for is
+ * promoted the same way (http_promote).
  */
 #ifndef EBSFS_HTTP_H
 #define EBSFS_HTTP_H
@@ -48,6 +57,9 @@ struct http_job {
   /* ---- owner: set before http_submit */
   const struct http_job_ops *ops;
   const char *rate_key;          /* paced per this key (snapshot id), or NULL */
+  bool background;               /* a prefetch: requests that someone waits
+                                  * for go first, and take its place */
+  uint64_t tag;                  /* names the job to http_promote (a block) */
   size_t body_max;               /* cap of `body` (error bodies land there too) */
   void *direct;                  /* a 2xx body goes here instead of `body`... */
   size_t direct_max;             /* ...up to this many bytes (more = failed attempt) */
@@ -104,6 +116,12 @@ void http_free(struct http *h);
 /* Hand a job to the I/O thread.  Returns 0 (done will be called), or -errno
  * (-ECANCELED when shutting down) and done will not be called. */
 int http_submit(struct http *h, struct http_job *job);
+
+/* Someone now waits for the background job (rate_key, tag): it becomes a
+ * reader's job, and if it has not gone out yet it goes before the other
+ * background jobs.  Any thread; a job already sent or done is left as it is;
+ * best effort (dropped when many promotions are queued at once). */
+void http_promote(struct http *h, const char *rate_key, uint64_t tag);
 
 void http_get_stats(struct http *h, struct http_stats *out);
 /* The pace the limiter currently allows for key (for tests and stats). */

@@ -175,7 +175,7 @@ start_fetch(struct image *img, struct cache_entry *e, uint64_t block, bool prefe
     img->st.prefetches++;
   pthread_mutex_unlock(&img->lock);
   rc = ebs_get_snapshot_block_async(img->client, img->snapshot_id, (uint32_t) block,
-                                    token, block_cache_data(e), fetch_done, e);
+                                    token, block_cache_data(e), prefetch, fetch_done, e);
   if (rc != 0) {
     log_warn("%s: block %llu: cannot queue the request: %s", img->snapshot_id,
              (unsigned long long) block, strerror(rc < 0 ? -rc : rc));
@@ -200,6 +200,8 @@ get_block(struct image *img, uint64_t block, struct cache_entry **out)
       return rc;
     if (st == BLOCK_FETCH)
       start_fetch(img, e, block, false);
+    else if (st == BLOCK_PENDING)
+      ebs_promote_block(img->client, img->snapshot_id, (uint32_t) block);
     rc = block_cache_wait(e);
     if (rc == 0) {
       *out = e;
@@ -505,6 +507,8 @@ image_read(struct image_reader *r, uint64_t off, size_t len, struct image_read *
       break;
     if (st == BLOCK_FETCH)
       start_fetch(img, ent[i], b, false);
+    else if (st == BLOCK_PENDING)         /* a prefetch, maybe not sent yet: first now */
+      ebs_promote_block(img->client, img->snapshot_id, (uint32_t) b);
   }
   lp = __atomic_load_n(&img->layout, __ATOMIC_ACQUIRE);
   if (rc == 0 && nra) {

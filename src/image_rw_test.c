@@ -102,11 +102,18 @@ ebs_block_page_free(struct ebs_block_page *p)
   p->storage_ = NULL;
 }
 
+void
+ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index)
+{
+  (void) c; (void) snapshot_id; (void) index;
+}
+
 int
 ebs_get_snapshot_block_async(struct ebs_client *c, const char *snapshot_id,
                              uint32_t index, const char *block_token, void *buf,
-                             ebs_done_fn done, void *arg)
+                             bool background, ebs_done_fn done, void *arg)
 {
+  (void) background;
   (void) snapshot_id; (void) block_token;
   pthread_mutex_lock(&c->lock);
   c->gets[index]++;
