@@ -5,7 +5,8 @@
  * ever waits for it: it reads through image_pread(), i.e. through the block
  * cache.  The superblock and descriptors are in the head, already queued;
  * the inode tables it then reads it first names (hint_image), so that they
- * come in together rather than one group's round trip at a time.  The result
+ * come in together rather than one group's round trip at a time, and each
+ * directory is queued as soon as its inode is parsed.  The result
  * is published once with a release store; readers look at it without a lock
  * (a binary search over the files sorted by their first byte) and claim a
  * file with one atomic exchange, so each file's data is queued at most once.
@@ -75,13 +76,15 @@ read_image(void *ctx, uint64_t off, void *buf, size_t len)
   return image_pread(lp->img, buf, len, off);
 }
 
-/* The scan is about to read [off, off+len) (an inode table): fetch it now,
- * with the rest of the window, rather than a round trip at a time. */
+/* The scan is about to read [off, off+len) (an inode table), or found a
+ * directory the mount will: fetch it now, rather than a round trip at a
+ * time once needed. */
 static void
-hint_image(void *ctx, uint64_t off, uint64_t len)
+hint_image(void *ctx, uint64_t off, uint64_t len, enum layout_hint what)
 {
   struct layout_prefetch *lp = ctx;
 
+  (void) what;
   if (!__atomic_load_n(&lp->stopping, __ATOMIC_RELAXED))
     image_prefetch_range(lp->img, off, len);
 }
@@ -142,6 +145,8 @@ parse(void *arg)
     __atomic_store_n(&lp->done, rc, __ATOMIC_RELEASE);
     return NULL;
   }
+  /* Queued as they were found (hint_image), unless max_requests were in
+   * flight then: offered once more. */
   for (i = 0; i < l->nmeta; i++) {
     image_prefetch_range(lp->img, l->meta[i].off, l->meta[i].len);
     lp->meta_bytes += l->meta[i].len;

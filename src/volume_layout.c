@@ -103,6 +103,10 @@ add_meta(struct scan *s, uint64_t off, uint64_t len)
   l->meta[l->nmeta].len = len;
   l->nmeta++;
   s->meta_bytes += len;
+  /* Now, not when the scan ends: the directories of the first groups are
+   * then on their way while the later groups' inodes are still read. */
+  if (s->hint)
+    s->hint(s->ctx, off, len, LAYOUT_HINT_META);
   return 0;
 }
 
@@ -436,7 +440,7 @@ scan_ext4(struct scan *s, uint64_t base, uint64_t avail)
    * (a bounded window: the caller's cache and request slots are finite). */
   for (i = 0; i < nt && rc == 0; i++) {
     while (s->hint && hinted < nt && hinted_bytes < read_bytes + s->lim.hint_ahead_bytes) {
-      s->hint(s->ctx, t[hinted].off, t[hinted].bytes);
+      s->hint(s->ctx, t[hinted].off, t[hinted].bytes, LAYOUT_HINT_INODES);
       hinted_bytes += t[hinted].bytes;
       hinted++;
     }

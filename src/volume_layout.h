@@ -77,11 +77,15 @@ typedef int (*layout_read_fn)(void *ctx, uint64_t off, void *buf, size_t len);
  * out is then empty too.  Free with volume_layout_free either way. */
 int volume_layout_scan(layout_read_fn read, void *ctx, uint64_t volume_size,
                        const struct layout_limits *lim, struct volume_layout *out);
-/* The same, telling hint which ranges are about to be read (the inode
- * tables, up to hint_ahead_bytes ahead of the reads): a caller reading over
- * a network can fetch them all at once.  Only ranges inside the volume are
+/* The same, telling hint which ranges are about to be read, so that a
+ * caller reading over a network can fetch them at once: the inode tables
+ * the scan reads next (LAYOUT_HINT_INODES, up to hint_ahead_bytes ahead of
+ * its reads), and each meta range as soon as it is found
+ * (LAYOUT_HINT_META: the mount's reads, not the scan's; the same ranges,
+ * in the same order, as out->meta).  Only ranges inside the volume are
  * hinted, each once. */
-typedef void (*layout_hint_fn)(void *ctx, uint64_t off, uint64_t len);
+enum layout_hint { LAYOUT_HINT_INODES, LAYOUT_HINT_META };
+typedef void (*layout_hint_fn)(void *ctx, uint64_t off, uint64_t len, enum layout_hint what);
 int volume_layout_scan_hinted(layout_read_fn read, layout_hint_fn hint, void *ctx,
                               uint64_t volume_size, const struct layout_limits *lim,
                               struct volume_layout *out);

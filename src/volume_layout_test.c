@@ -133,12 +133,14 @@ struct vol {
   long reads, fail_after;       /* fail_after < 0: never fail */
   bool failed;
   long oob;                     /* reads reaching past the volume's end */
-  /* Hints (scan_checked): each range, the read count when it came, and
-   * whether a read reached it since. */
+  /* Inode table hints (scan_checked): each range, the read count when it
+   * came, and whether a read reached it since; and the meta hints. */
   uint64_t hint_off[64], hint_len[64];
   long hint_at[64];
   bool hint_read[64];
   size_t nhints;
+  struct layout_range meta_hints[64];
+  size_t nmeta_hints;
   long hint_problems;           /* bad, repeated, or after a read of its range */
   uint64_t hint_ahead;          /* the most hinted and not yet read */
   uint64_t hint_max;            /* the longest hint */
@@ -184,13 +186,25 @@ vol_read(void *ctx, uint64_t off, void *buf, size_t len)
 /* The parser's hints: inside the volume, each range once, before any read
  * of it (the window is what is hinted and not read yet). */
 static void
-vol_hint(void *ctx, uint64_t off, uint64_t len)
+vol_hint(void *ctx, uint64_t off, uint64_t len, enum layout_hint what)
 {
   struct vol *v = ctx;
   uint64_t unread = 0;
   size_t i;
 
-  if (len == 0 || off > v->size || len > v->size - off || v->nhints == 64) {
+  if (len == 0 || off > v->size || len > v->size - off) {
+    v->hint_problems++;
+    return;
+  }
+  if (what == LAYOUT_HINT_META) {
+    if (v->nmeta_hints < 64) {
+      v->meta_hints[v->nmeta_hints].off = off;
+      v->meta_hints[v->nmeta_hints].len = len;
+    }
+    v->nmeta_hints++;
+    return;
+  }
+  if (v->nhints == 64) {
     v->hint_problems++;
     return;
   }
@@ -401,6 +415,7 @@ scan_checked(struct vol *v, const struct layout_limits *lim, struct volume_layou
 
   v->oob = 0;
   v->nhints = 0;
+  v->nmeta_hints = 0;
   v->hint_problems = 0;
   v->hint_ahead = 0;
   v->hint_max = 0;
@@ -410,6 +425,12 @@ scan_checked(struct vol *v, const struct layout_limits *lim, struct volume_layou
   /* Within the window, but for the range that crossed it; and every hint
    * was read (no fetch for nothing), unless a read failed. */
   CHECK(v->hint_ahead <= lim->hint_ahead_bytes + v->hint_max);
+  /* Every meta range was hinted when found: the same list, in order. */
+  if (rc == 0) {
+    CHECK_INTEQ(v->nmeta_hints, l->nmeta);
+    for (size_t i = 0; i < v->nmeta_hints && i < l->nmeta && i < 64; i++)
+      CHECK(v->meta_hints[i].off == l->meta[i].off && v->meta_hints[i].len == l->meta[i].len);
+  }
   for (size_t i = 0; i < v->nhints && !v->failed; i++)
     if (!v->hint_read[i]) {
       fprintf(stderr, "hinted %llu+%llu, never read\n", (unsigned long long) v->hint_off[i],
