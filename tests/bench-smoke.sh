@@ -42,6 +42,8 @@ for name, r in rep["scenarios"].items():
         for v in r["ebsfs"].values():
             if isinstance(v, dict):
                 assert v["n"] >= 1 and v["min"] <= v["median"] <= v["max"], (name, v)
+# The machine's state: fresh memory timed at both ends.
+assert rep["machine"]["fresh_64mib_ms_start"] > 0 and rep["machine"]["fresh_64mib_ms_end"] > 0
 # The reference side always runs for the read scenarios.
 assert rep["scenarios"]["seq-read"]["reference"]["mib_s"]["median"] > 0
 assert rep["scenarios"]["first-file"]["reference"]["seconds"]["median"] > 0
