@@ -489,6 +489,17 @@ heap_trade(struct http *h, struct http_job *a, struct http_job *b)
   (void) heap_push(h, b);
 }
 
+/* job, a reader's, waits in the heap for its send time: if a background
+ * job of its key goes out before it, trade send times with the first. */
+static void
+go_before_background(struct http *h, struct http_job *job)
+{
+  size_t b = background_before(h, job->rate_key, job->wake_ms_);
+
+  if (b != SIZE_MAX)
+    heap_trade(h, job, h->heap[b]);
+}
+
 /* http_promote's work, on the I/O thread. */
 static void
 promote(struct http *h, const char *key, uint64_t tag)
@@ -512,13 +523,8 @@ promote(struct http *h, const char *key, uint64_t tag)
     j = h->heap[i];
     if (j->background && j->tag == tag && j->rate_key && strcmp(j->rate_key, key) == 0) {
       j->background = false;
-      if (j->state_ == JOB_WAIT_RATE) {
-        /* Waiting for its send time: the first one a background job has. */
-        size_t b = background_before(h, key, j->wake_ms_);
-
-        if (b != SIZE_MAX)
-          heap_trade(h, j, h->heap[b]);
-      }
+      if (j->state_ == JOB_WAIT_RATE)
+        go_before_background(h, j);
       return;
     }
   }
@@ -530,31 +536,20 @@ static void
 job_attempt(struct http *h, struct http_job *job, uint64_t now)
 {
   if (job->rate_key) {
-    uint64_t wake;
     double at;
-    size_t b;
 
     pthread_mutex_lock(&h->rl_lock);
     at = ratelimit_reserve(h->rl, job->rate_key, (double) now);
     pthread_mutex_unlock(&h->rl_lock);
-    wake = (uint64_t) (at + 0.5);
-    /* A reader's job behind background ones: trade send times with the
-     * first of them (the reservation stays, so the pace does too). */
-    if (wake > now && !job->background &&
-        (b = background_before(h, job->rate_key, wake)) != SIZE_MAX) {
-      struct http_job *bg = h->heap[b];
-      uint64_t its = bg->wake_ms_;
-
-      heap_remove(h, b);
-      bg->wake_ms_ = wake;
-      (void) heap_push(h, bg);          /* cannot fail: a place was just freed */
-      wake = its;
-    }
-    if (wake > now) {
+    if (at > (double) now + 0.5) {
       job->state_ = JOB_WAIT_RATE;
-      job->wake_ms_ = wake;
-      if (heap_push(h, job) == 0)
+      job->wake_ms_ = (uint64_t) (at + 0.5);
+      if (heap_push(h, job) == 0) {
+        /* Due now after a trade: the loop's timer pass sends it this turn. */
+        if (!job->background)
+          go_before_background(h, job);
         return;
+      }
       /* No memory for the timer: send now rather than lose the job. */
     }
   }
@@ -950,7 +945,11 @@ http_promote(struct http *h, const char *rate_key, uint64_t tag)
   }
   memcpy(h->promo[h->npromo].key, rate_key, len + 1);
   h->promo[h->npromo].tag = tag;
-  h->npromo++;
+  /* Promotions already queued have woken the I/O thread: no second write. */
+  if (h->npromo++ > 0) {
+    pthread_mutex_unlock(&h->lock);
+    return;
+  }
   pthread_mutex_unlock(&h->lock);
   wake(h);
 }

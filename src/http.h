@@ -20,13 +20,12 @@
  * retry.h, pacing from ratelimit.h); no thread ever sleeps for a retry.
  *
  * Priority: a background job (readahead, prefetch) never holds up one that
- * a reader waits for.  Readers' jobs get slots first, and when all slots
- * are taken, or their rate slot lies behind background jobs' reserved ones,
- * they take over the slot and the reserved send time of the background
- * job of the same key that would go out next; that job goes back to the
- * head of the background queue.  The pace stays the same: reservations are
- * traded, never added.  A background job someone starts waiting for is
- * promoted the same way (http_promote).
+ * a reader waits for.  Readers' jobs get slots first, and background jobs
+ * leave 1 slot in 16 to them.  A reader's job whose send time lies behind
+ * background jobs' reserved ones of the same key trades send times with the
+ * first of them: the pace stays the same, as reservations are traded, never
+ * added.  A background job someone starts waiting for becomes a reader's
+ * job the same way (http_promote).
  */
 #ifndef EBSFS_HTTP_H
 #define EBSFS_HTTP_H
@@ -58,7 +57,7 @@ struct http_job {
   const struct http_job_ops *ops;
   const char *rate_key;          /* paced per this key (snapshot id), or NULL */
   bool background;               /* a prefetch: requests that someone waits
-                                  * for go first, and take its place */
+                                  * for go first (http_promote clears it) */
   uint64_t tag;                  /* names the job to http_promote (a block) */
   size_t body_max;               /* cap of `body` (error bodies land there too) */
   void *direct;                  /* a 2xx body goes here instead of `body`... */
