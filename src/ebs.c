@@ -431,6 +431,8 @@ op_submit_async(struct ebs_op *op, ebs_done_fn done, void *arg)
   int r;
   op->done = done;
   op->done_arg = arg;
+  if (op->snapshot_id[0])
+    op->job.owner = op->snapshot_id;
   r = http_submit(op->c->http, &op->job);
   if (r < 0)
     op_free(op);
@@ -449,6 +451,8 @@ op_run_sync(struct ebs_op *op, struct ebs_error *err)
   w.done = false;
   w.rc = 0;
   op->w = &w;
+  if (op->snapshot_id[0])
+    op->job.owner = op->snapshot_id;
   r = http_submit(op->c->http, &op->job);
   if (r < 0) {
     ebs_error_clear(err);
@@ -621,6 +625,12 @@ void
 ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index)
 {
   http_promote(c->http, snapshot_id, index);
+}
+
+void
+ebs_cancel_snapshot(struct ebs_client *c, const char *snapshot_id)
+{
+  http_cancel_owner(c->http, snapshot_id);
 }
 
 /* StartSnapshot's JSON body; NULL on ENOMEM. */

@@ -143,6 +143,10 @@ int ebs_get_snapshot_block_async(struct ebs_client *c, const char *snapshot_id,
  * has not gone out yet, it goes before the other background ones.  Returns
  * at once; nothing happens when no such request waits. */
 void ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index);
+/* Every request about snapshot_id made before this call (GETs, lists) ends
+ * now with -ECANCELED, sent or not: for a snapshot being closed, whose
+ * prefetches nobody will read.  Returns once their done calls are made. */
+void ebs_cancel_snapshot(struct ebs_client *c, const char *snapshot_id);
 
 /* ---- StartSnapshot / PutSnapshotBlock / CompleteSnapshot ---------------- */
 

@@ -64,11 +64,16 @@ struct http {
   pthread_t thread;
   bool thread_started;
 
-  pthread_mutex_t lock;          /* protects incoming, promotions and stopping */
+  pthread_mutex_t lock;          /* protects incoming, promotions, cancels, stopping */
   struct http_job *in_head, *in_tail;
   struct promotion promo[HTTP_MAX_PROMOTIONS];
   unsigned npromo;
   bool stopping;
+  /* http_cancel_owner, one at a time: asked != done while cancel_owner's
+   * jobs wait to be cancelled by the I/O thread. */
+  char cancel_owner[HTTP_KEY_MAX];
+  unsigned cancel_asked, cancel_done;
+  pthread_cond_t cancel_cond;    /* cancel_done moved */
 
   /* I/O thread only: */
   struct http_job *pend_head[2], *pend_tail[2];   /* [0] readers', [1] background */
@@ -420,12 +425,17 @@ pend_push(struct http *h, struct http_job *job)
   h->pend_tail[q] = job;
 }
 
-/* Background jobs leave this many slots to readers' (1 in 16: 8 of 128),
- * so that a reader's request never waits for a prefetch to finish. */
+/* Background jobs leave slots to readers' (1 in 16: 8 of 128, and at least
+ * one), so that a reader's request never waits for a prefetch to finish.
+ * With a single slot, prefetches may take it: they would never run else. */
 static unsigned
 background_slots(const struct http *h)
 {
-  return h->cfg.max_in_flight - h->cfg.max_in_flight / 16;
+  unsigned n = h->cfg.max_in_flight, keep = n / 16;
+
+  if (keep == 0 && n > 1)
+    keep = 1;
+  return n - keep;
 }
 
 /* The pending queue whose first job may have a slot now, or -1. */
@@ -604,6 +614,61 @@ job_attempt_done(struct http *h, struct http_job *job, CURLcode result)
 
 /* ---- the I/O thread ---------------------------------------------------------- */
 
+static bool
+owned_by(const struct http_job *job, const char *owner)
+{
+  return job->owner && strcmp(job->owner, owner) == 0;
+}
+
+/* http_cancel_owner's work: every job of owner, wherever it is, ends now. */
+static void
+cancel_owned(struct http *h, const char *owner)
+{
+  struct http_job *job, *next, *prev;
+
+  for (job = h->run_head; job; job = next) {
+    next = job->next_;
+    if (!owned_by(job, owner))
+      continue;
+    running_del(h, job);
+    curl_multi_remove_handle(h->multi, job->easy_);
+    easy_put(h, job->easy_);
+    job->easy_ = NULL;
+    job_finish(h, job, -ECANCELED);
+  }
+  /* Removing from the heap reorders it: look again from the top each time
+   * (at most max_in_flight jobs, once per cancel). */
+  for (;;) {
+    size_t i = 0;
+
+    while (i < h->nheap && !owned_by(h->heap[i], owner))
+      i++;
+    if (i == h->nheap)
+      break;
+    job = h->heap[i];
+    heap_remove(h, i);
+    job_finish(h, job, -ECANCELED);
+  }
+  for (int q = 0; q < 2; q++) {
+    prev = NULL;
+    for (job = h->pend_head[q]; job; job = next) {
+      next = job->next_;
+      if (!owned_by(job, owner)) {
+        prev = job;
+        continue;
+      }
+      if (prev)
+        prev->next_ = next;
+      else
+        h->pend_head[q] = next;
+      if (h->pend_tail[q] == job)
+        h->pend_tail[q] = prev;
+      h->active++;               /* job_finish gives the slot back */
+      job_finish(h, job, -ECANCELED);
+    }
+  }
+}
+
 static void
 cancel_all(struct http *h)
 {
@@ -704,7 +769,8 @@ io_thread(void *arg)
   bool stop;
   struct epoll_event evs[64];
   struct promotion promo[HTTP_MAX_PROMOTIONS];
-  unsigned npromo;
+  unsigned npromo, cancel;
+  char cancel_owner[HTTP_KEY_MAX];
 
   for (;;) {
     uint64_t now;
@@ -716,6 +782,9 @@ io_thread(void *arg)
     npromo = h->npromo;
     memcpy(promo, h->promo, npromo * sizeof promo[0]);
     h->npromo = 0;
+    cancel = h->cancel_asked != h->cancel_done ? h->cancel_asked : 0;
+    if (cancel)
+      memcpy(cancel_owner, h->cancel_owner, sizeof cancel_owner);
     stop = h->stopping;
     pthread_mutex_unlock(&h->lock);
     while (list) {               /* keep arrival order */
@@ -725,6 +794,15 @@ io_thread(void *arg)
     }
     for (unsigned i = 0; i < npromo; i++)
       promote(h, promo[i].key, promo[i].tag);
+    if (cancel) {
+      /* Jobs submitted before the cancel were in the incoming list: all
+       * of them are in our queues now. */
+      cancel_owned(h, cancel_owner);
+      pthread_mutex_lock(&h->lock);
+      h->cancel_done = cancel;
+      pthread_cond_broadcast(&h->cancel_cond);
+      pthread_mutex_unlock(&h->lock);
+    }
     if (stop)
       break;
 
@@ -790,6 +868,10 @@ io_thread(void *arg)
   }
 
   cancel_all(h);
+  pthread_mutex_lock(&h->lock);
+  h->cancel_done = h->cancel_asked;      /* a canceller waiting now has its answer */
+  pthread_cond_broadcast(&h->cancel_cond);
+  pthread_mutex_unlock(&h->lock);
   return NULL;
 }
 
@@ -834,6 +916,7 @@ http_new(const struct http_config *cfg)
   h->rnd = (uint32_t) (http_now_ms() ^ ((uint64_t) getpid() << 16)) | 1u;
   pthread_mutex_init(&h->lock, NULL);
   pthread_mutex_init(&h->rl_lock, NULL);
+  pthread_cond_init(&h->cancel_cond, NULL);
   h->rl = ratelimit_new(h->cfg.rate_limit);
   h->easy_pool = calloc(h->cfg.max_in_flight, sizeof *h->easy_pool);
   h->multi = curl_multi_init();
@@ -904,6 +987,7 @@ http_free(struct http *h)
   free((char *) h->cfg.ca_bundle);
   pthread_mutex_destroy(&h->lock);
   pthread_mutex_destroy(&h->rl_lock);
+  pthread_cond_destroy(&h->cancel_cond);
   free(h);
 }
 
@@ -952,6 +1036,33 @@ http_promote(struct http *h, const char *rate_key, uint64_t tag)
   }
   pthread_mutex_unlock(&h->lock);
   wake(h);
+}
+
+void
+http_cancel_owner(struct http *h, const char *owner)
+{
+  size_t len = strlen(owner);
+  unsigned mine;
+
+  if (len >= HTTP_KEY_MAX)
+    return;                      /* no job can have it: owners are snapshot IDs */
+  pthread_mutex_lock(&h->lock);
+  while (h->cancel_asked != h->cancel_done && !h->stopping)
+    pthread_cond_wait(&h->cancel_cond, &h->lock);
+  if (h->stopping) {             /* every job is being cancelled anyway */
+    pthread_mutex_unlock(&h->lock);
+    return;
+  }
+  memcpy(h->cancel_owner, owner, len + 1);
+  mine = ++h->cancel_asked;
+  if (mine == 0)                 /* 0 means "none" to the I/O thread */
+    mine = h->cancel_asked = 1;
+  pthread_mutex_unlock(&h->lock);
+  wake(h);
+  pthread_mutex_lock(&h->lock);
+  while (h->cancel_done != mine)
+    pthread_cond_wait(&h->cancel_cond, &h->lock);
+  pthread_mutex_unlock(&h->lock);
 }
 
 void

@@ -21,11 +21,12 @@
  *
  * Priority: a background job (readahead, prefetch) never holds up one that
  * a reader waits for.  Readers' jobs get slots first, and background jobs
- * leave 1 slot in 16 to them.  A reader's job whose send time lies behind
- * background jobs' reserved ones of the same key trades send times with the
- * first of them: the pace stays the same, as reservations are traded, never
- * added.  A background job someone starts waiting for becomes a reader's
- * job the same way (http_promote).
+ * leave 1 slot in 16 to them (at least one, unless there is only one).  A
+ * reader's job whose send time lies behind background jobs' reserved ones
+ * of the same key trades send times with the first of them: the pace stays
+ * the same, as reservations are traded, never added.  A background job
+ * someone starts waiting for becomes a reader's job the same way
+ * (http_promote).
  */
 #ifndef EBSFS_HTTP_H
 #define EBSFS_HTTP_H
@@ -59,6 +60,8 @@ struct http_job {
   bool background;               /* a prefetch: requests that someone waits
                                   * for go first (http_promote clears it) */
   uint64_t tag;                  /* names the job to http_promote (a block) */
+  const char *owner;             /* what http_cancel_owner matches (a snapshot
+                                  * id), or NULL */
   size_t body_max;               /* cap of `body` (error bodies land there too) */
   void *direct;                  /* a 2xx body goes here instead of `body`... */
   size_t direct_max;             /* ...up to this many bytes (more = failed attempt) */
@@ -121,6 +124,12 @@ int http_submit(struct http *h, struct http_job *job);
  * background jobs.  Any thread; a job already sent or done is left as it is;
  * best effort (dropped when many promotions are queued at once). */
 void http_promote(struct http *h, const char *rate_key, uint64_t tag);
+
+/* Every job of owner that was submitted before this call ends now with
+ * done(-ECANCELED), sent or not: for an owner that goes away (an image being
+ * closed) and has no use for their answers.  Returns once those done calls
+ * have been made.  Not from a done callback, nor alongside http_free. */
+void http_cancel_owner(struct http *h, const char *owner);
 
 void http_get_stats(struct http *h, struct http_stats *out);
 /* The pace the limiter currently allows for key (for tests and stats). */

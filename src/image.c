@@ -56,8 +56,10 @@ struct image {
   struct staging *staging;              /* NULL when read-only; borrowed */
 
   pthread_mutex_t lock;                 /* guards the counters below */
-  pthread_cond_t idle;                  /* inflight reached 0 */
+  pthread_cond_t idle;                  /* inflight or submitting reached 0 */
   unsigned inflight;                    /* our GetSnapshotBlock requests */
+  bool closing;                         /* image_close: no new requests */
+  unsigned submitting;                  /* start_fetch between check and queue */
   struct image_stats st;
   bool head_prefetched;                 /* atomic: HEAD_PREFETCH_BLOCKS queued once */
   bool fs_prefetch;                     /* -o fs_prefetch: parse the layout */
@@ -93,7 +95,7 @@ list_page(void *arg, const char *page_token, int64_t start, int max_results,
 
   if (rc > 0)
     rc = -rc;
-  if (rc < 0) {
+  if (rc < 0 && rc != -ECANCELED) {     /* cancelled: image_close */
     char msg[800];
     log_warn("%s: listing blocks from %lld: %s", img->snapshot_id,
              (long long) start, ebs_error_string(err, msg, sizeof msg));
@@ -168,19 +170,33 @@ start_fetch(struct image *img, struct cache_entry *e, uint64_t block, bool prefe
     block_cache_fetch_done(e, rc);
     return;
   }
+  /* submitting lets image_close wait until what passed the closing check
+   * is queued, so that its cancel reaches it. */
   pthread_mutex_lock(&img->lock);
+  if (img->closing) {
+    pthread_mutex_unlock(&img->lock);
+    block_cache_fetch_done(e, -ECANCELED);
+    return;
+  }
   img->inflight++;
+  img->submitting++;
   img->st.fetches++;
   if (prefetch)
     img->st.prefetches++;
   pthread_mutex_unlock(&img->lock);
   rc = ebs_get_snapshot_block_async(img->client, img->snapshot_id, (uint32_t) block,
                                     token, block_cache_data(e), prefetch, fetch_done, e);
+  pthread_mutex_lock(&img->lock);
+  if (--img->submitting == 0)
+    pthread_cond_broadcast(&img->idle);
+  if (rc != 0 && --img->inflight == 0)  /* done will not be called */
+    pthread_cond_broadcast(&img->idle);
+  pthread_mutex_unlock(&img->lock);
   if (rc != 0) {
-    log_warn("%s: block %llu: cannot queue the request: %s", img->snapshot_id,
-             (unsigned long long) block, strerror(rc < 0 ? -rc : rc));
+    if (rc != -ECANCELED)
+      log_warn("%s: block %llu: cannot queue the request: %s", img->snapshot_id,
+               (unsigned long long) block, strerror(rc < 0 ? -rc : rc));
     block_cache_fetch_done(e, rc < 0 ? rc : -rc);
-    fetch_finished(img);
   }
 }
 
@@ -388,9 +404,18 @@ image_close(struct image *img)
 {
   if (img == NULL)
     return;
+  /* Nobody will read what is still queued or on the wire (the readers are
+   * gone): cancel it rather than wait for it, which could take a stalled
+   * server's timeouts times every queued prefetch. */
+  pthread_mutex_lock(&img->lock);
+  img->closing = true;
+  while (img->submitting > 0)
+    pthread_cond_wait(&img->idle, &img->lock);
+  pthread_mutex_unlock(&img->lock);
+  ebs_cancel_snapshot(img->client, img->snapshot_id);
   layout_prefetch_stop(img->layout);    /* its thread reads through img */
   first_listing_end(img->first);        /* its thread writes the index */
-  /* Prefetches may still be in flight; their completions touch img. */
+  /* Completions of cancelled requests may still be running; they touch img. */
   pthread_mutex_lock(&img->lock);
   while (img->inflight > 0)
     pthread_cond_wait(&img->idle, &img->lock);

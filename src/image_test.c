@@ -51,6 +51,7 @@ struct ebs_client {
   unsigned outstanding, max_outstanding;  /* queued or being served */
   int64_t slow_block;                   /* -1: none; else held until cleared */
   bool paused;                          /* workers take no job */
+  unsigned cancelled;                   /* by ebs_cancel_snapshot */
 };
 
 static unsigned char
@@ -216,6 +217,29 @@ void
 ebs_promote_block(struct ebs_client *c, const char *snapshot_id, uint32_t index)
 {
   (void) c; (void) snapshot_id; (void) index;
+}
+
+/* Like the transport: what no worker has taken yet ends with -ECANCELED
+ * before this returns; what a worker serves ends as it ends. */
+void
+ebs_cancel_snapshot(struct ebs_client *c, const char *snapshot_id)
+{
+  struct job *list, *j;
+
+  (void) snapshot_id;
+  pthread_mutex_lock(&c->lock);
+  list = c->head;
+  c->head = c->tail = NULL;
+  for (j = list; j; j = j->next) {
+    c->outstanding--;
+    c->cancelled++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  while ((j = list) != NULL) {
+    list = j->next;
+    j->done(j->arg, -ECANCELED, NULL);
+    free(j);
+  }
 }
 
 int
@@ -562,7 +586,7 @@ queued_by_stream(struct ebs_client *c, struct block_cache *cache, unsigned max_r
   set_paused(c, false);
   CHECK_INTEQ(bad, 0);
   image_reader_free(r);
-  image_close(img);                     /* waits for the prefetches */
+  image_close(img);                     /* cancels what is still queued */
   return most;
 }
 
@@ -772,7 +796,8 @@ test_head_prefetch(struct ebs_client *c)
       image_prefetch_head(img);
       image_prefetch_head(img);
     }
-    image_close(img);                   /* waits for the prefetches */
+    wait_idle(img);                     /* every head prefetch served */
+    image_close(img);
     pthread_mutex_lock(&c->lock);
     for (b = 0; b < 20; b++)            /* listed in 1-15: 9, 10, 12-15 */
       CHECK_INTEQ(c->gets[b] - before[b], b < 16 ? c->listed[b] : 0);
@@ -828,6 +853,76 @@ test_range_and_pread(struct ebs_client *c)
   block_cache_free(cache);
 }
 
+/* Resumes the paused transport after 10 s, unless told to stop first. */
+struct unpauser {
+  struct ebs_client *c;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool stop;
+};
+
+static void *
+unpause_later(void *arg)
+{
+  struct unpauser *u = arg;
+  struct timespec until;
+
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  pthread_mutex_lock(&u->lock);
+  while (!u->stop && pthread_cond_timedwait(&u->cond, &u->lock, &until) != ETIMEDOUT)
+    ;
+  pthread_mutex_unlock(&u->lock);
+  set_paused(u->c, false);
+  return NULL;
+}
+
+/* Closing an image cancels the prefetches nobody will read.  With the
+ * transport paused, the head's 6 listed blocks are queued; image_close
+ * returns with all 6 cancelled and none fetched.  A close that waited for
+ * them would wait until the transport resumed (after 10 s, below), and
+ * the counts would show 6 GETs. */
+static void
+test_close_cancels(struct ebs_client *c)
+{
+  struct block_cache *cache = block_cache_new(64 * BS);
+  struct image_options o = { .client = c, .cache = cache };
+  struct unpauser u = { .c = c, .stop = false };
+  struct ebs_error err;
+  struct image *img;
+  unsigned before[20], b, cancelled;
+  pthread_t t;
+
+  CHECK_INTEQ(image_open(snap, &o, &img, &err), 0);
+  if (img == NULL) {
+    block_cache_free(cache);
+    return;
+  }
+  gets_of_head(c, before);
+  pthread_mutex_lock(&c->lock);
+  cancelled = c->cancelled;
+  pthread_mutex_unlock(&c->lock);
+  set_paused(c, true);
+  image_prefetch_head(img);
+  pthread_mutex_init(&u.lock, NULL);
+  pthread_cond_init(&u.cond, NULL);
+  CHECK_INTEQ(pthread_create(&t, NULL, unpause_later, &u), 0);
+  image_close(img);
+  pthread_mutex_lock(&u.lock);
+  u.stop = true;
+  pthread_cond_signal(&u.cond);
+  pthread_mutex_unlock(&u.lock);
+  pthread_join(t, NULL);
+  pthread_mutex_lock(&c->lock);
+  CHECK_INTEQ(c->cancelled - cancelled, 6);
+  for (b = 0; b < 20; b++)
+    CHECK_INTEQ(c->gets[b] - before[b], 0);
+  pthread_mutex_unlock(&c->lock);
+  pthread_cond_destroy(&u.cond);
+  pthread_mutex_destroy(&u.lock);
+  block_cache_free(cache);
+}
+
 int
 main(void)
 {
@@ -851,6 +946,7 @@ main(void)
   test_in_flight(c, cache);
   test_no_head_of_line(c, cache);
   test_head_prefetch(c);
+  test_close_cancels(c);
   test_window_requeued(c);
   test_range_and_pread(c);
   block_cache_free(cache);
