@@ -10,7 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static int test_failures;
+/* A test in several files keeps one count: all files but one define
+ * TESTING_EXTERN before including this. */
+#ifdef TESTING_EXTERN
+extern int test_failures;
+#else
+int test_failures;
+#endif
 
 #define CHECK(cond) do { \
     if (!(cond)) { \

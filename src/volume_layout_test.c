@@ -4,10 +4,9 @@
  * A hand-made fixture could only agree with the parser's own reading of the
  * format; mkfs.ext4 is the authority on where things lie.  Checked: every
  * directory's blocks and the journal superblock are listed, each large
- * file's ranges reproduce its data in order, the limits hold, MBR and GPT
- * partitions are followed, other volumes yield nothing, and damaged metadata
- * or failing reads give an error or fewer hints - never a crash, nor a read
- * or a range outside the volume.  Skips (77) without mkfs.ext4. */
+ * file's ranges reproduce its data in order, the limits hold, and the
+ * hints come before the reads; damaged, failing and foreign input is
+ * volume_layout_test_damaged.c's.  Skips (77) without mkfs.ext4. */
 #include <config.h>
 
 #include <errno.h>
@@ -23,19 +22,7 @@
 
 #include "testing.h"
 #include "volume_layout.h"
-
-#define KIB 1024ull
-#define MIB (1024ull * KIB)
-#define GIB (1024ull * MIB)
-#define BLK 4096u
-#define HDR_LEN 33                      /* "FILE %-8s OFF %014llu\n" */
-#define IMG1_SIZE (8 * GIB)
-#define PART_OFF MIB                    /* where image 2's filesystem starts */
-#define PART_FS (2 * GIB)
-#define PART_IMG (PART_OFF + PART_FS + MIB)
-#define IMG3_SIZE (256 * MIB)
-#define FUZZ_COPY (8 * MIB)             /* what of image 1 the fuzzer keeps */
-#define FUZZ_ITERS 3000u
+#include "volume_layout_test.h"
 
 struct entry {
   const char *path, *name;
@@ -69,7 +56,7 @@ static uint32_t listed_ranges[NTREE];   /* by check_files, per tree entry */
 
 /* Names the case a failure came from: the same checks run on several
  * images, and CHECK gives only a line. */
-static void
+void
 phase(const char *name)
 {
   if (cur_phase && test_failures > phase_failures)
@@ -92,13 +79,13 @@ cleanup(void)
     perror(tmpdir);
 }
 
-static uint64_t
+uint64_t
 min64(uint64_t a, uint64_t b)
 {
   return a < b ? a : b;
 }
 
-static void
+void
 put_le(uint8_t *p, uint64_t x, int n)
 {
   for (int i = 0; i < n; i++)
@@ -111,7 +98,7 @@ get_be32(const uint8_t *p)
   return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
 }
 
-static uint64_t
+uint64_t
 splitmix(uint64_t x)
 {
   x += 0x9e3779b97f4a7c15ull;
@@ -122,31 +109,8 @@ splitmix(uint64_t x)
 
 /* ---- volumes --------------------------------------------------------- */
 
-enum vol_kind { VOL_FD, VOL_MEM, VOL_RANDOM };
 
-struct vol {
-  enum vol_kind kind;
-  int fd;
-  const uint8_t *mem;           /* VOL_MEM: memlen bytes, zeros after */
-  size_t memlen;
-  uint64_t size;
-  long reads, fail_after;       /* fail_after < 0: never fail */
-  bool failed;
-  long oob;                     /* reads reaching past the volume's end */
-  /* Inode table hints (scan_checked): each range, the read count when it
-   * came, and whether a read reached it since; and the meta hints. */
-  uint64_t hint_off[64], hint_len[64];
-  long hint_at[64];
-  bool hint_read[64];
-  size_t nhints;
-  struct layout_range meta_hints[64];
-  size_t nmeta_hints;
-  long hint_problems;           /* bad, repeated, or after a read of its range */
-  uint64_t hint_ahead;          /* the most hinted and not yet read */
-  uint64_t hint_max;            /* the longest hint */
-};
-
-static int
+int
 vol_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
   struct vol *v = ctx;
@@ -352,7 +316,7 @@ in_vol(const struct layout_range *r, uint64_t size)
 /* What the header promises whatever the input; NULL, or what is wrong.
  * Meta may pass meta_bytes by a journal superblock per filesystem: the
  * limit is on directory bytes. */
-static const char *
+const char *
 layout_problem(const struct volume_layout *l, uint64_t size, const struct layout_limits *lim)
 {
   uint64_t meta = 0;
@@ -407,7 +371,7 @@ layout_problem(const struct volume_layout *l, uint64_t size, const struct layout
 /* Scans and checks those promises and that nothing was read outside the
  * volume; rc, or -10000 with out emptied when a promise is broken, so that
  * callers do not go on to read back a nonsensical layout. */
-static int
+int
 scan_checked(struct vol *v, const struct layout_limits *lim, struct volume_layout *l)
 {
   const char *bad;
@@ -588,7 +552,7 @@ check_small(struct vol *v, const struct volume_layout *l, const struct layout_li
  * journal superblock and every directory listed, every file of 1 MiB or
  * more listed once with its data, nothing before min_start (the
  * partition); big40 in at least min_big_ranges pieces. */
-static void
+void
 check_ext4(struct vol *v, uint64_t min_start, uint32_t min_big_ranges)
 {
   struct layout_limits lim;
@@ -732,314 +696,6 @@ limit_cases(struct vol *v)
   if (rc == 0)
     check_files(v, &l, &lim, 0, seen);
   volume_layout_free(&l);
-}
-
-/* Scans with every read after the first n failing: if one failed, the scan
- * fails with its error and leaves nothing behind; if none did, it finishes
- * as if nothing had happened. */
-static void
-fail_after(struct vol *v, long n, size_t nfiles)
-{
-  struct layout_limits lim;
-  struct volume_layout l;
-  int rc;
-
-  volume_layout_default_limits(&lim);
-  v->reads = 0;
-  v->fail_after = n;
-  v->failed = false;
-  rc = volume_layout_scan(vol_read, v, v->size, &lim, &l);
-  if (v->failed) {
-    if (rc != -EIO)
-      fprintf(stderr, "read %ld failed, scan returned %d\n", n + 1, rc);
-    CHECK_INTEQ(rc, -EIO);
-    CHECK(l.nmeta == 0 && l.nfiles == 0 && l.nranges == 0);
-  } else {
-    CHECK_INTEQ(rc, 0);
-    CHECK_INTEQ(l.nfiles, nfiles);
-  }
-  volume_layout_free(&l);
-  v->fail_after = -1;
-}
-
-/* Each read failing in turn (a sample past 200 reads, and the last); free
- * is safe on a zeroed struct, and a freed struct can be scanned into. */
-static void
-failure_cases(struct vol *v)
-{
-  struct layout_limits lim;
-  struct volume_layout l;
-  long nreads, n;
-  size_t nfiles, nmeta;
-
-  volume_layout_default_limits(&lim);
-  v->reads = 0;
-  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
-  nreads = v->reads;
-  nfiles = l.nfiles;
-  nmeta = l.nmeta;
-  volume_layout_free(&l);
-  CHECK(nreads > 0);
-  for (n = 0; n < nreads - 1; n += nreads / 200 + 1)
-    fail_after(v, n, nfiles);
-  fail_after(v, nreads - 1, nfiles);
-  fail_after(v, nreads, nfiles);
-  CHECK(!v->failed);
-
-  memset(&l, 0, sizeof l);
-  volume_layout_free(&l);
-  volume_layout_free(&l);
-  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
-  volume_layout_free(&l);
-  CHECK_INTEQ(volume_layout_scan(vol_read, v, v->size, &lim, &l), 0);
-  CHECK_INTEQ(l.nfiles, nfiles);
-  CHECK_INTEQ(l.nmeta, nmeta);
-  volume_layout_free(&l);
-}
-
-/* The first 8 MiB of image 1 (the rest reads as zeros) with bytes of the
- * superblock, the group descriptors and the first inodes damaged; some
- * runs with a volume shorter than the superblock says, most with small
- * limits so that each run is quick.  Each scan must return 0 or -errno and
- * keep every promise.  Deterministic: a failing iteration can be rerun. */
-static void
-fuzz(struct vol *v1)
-{
-  uint8_t *pristine = malloc(FUZZ_COPY), *work = malloc(FUZZ_COPY);
-  struct vol v = { .kind = VOL_MEM, .fd = -1, .mem = work, .memlen = FUZZ_COPY, .size = IMG1_SIZE,
-                   .fail_after = -1 };
-  struct layout_limits def, lim;
-  struct volume_layout l;
-  size_t reg[5][2], itab;
-  uint64_t rng = 0x766f6c6c61796f75ull;
-  unsigned reported = 0;
-
-  volume_layout_default_limits(&def);
-  if (!pristine || !work || vol_read(v1, 0, pristine, FUZZ_COPY) != 0) {
-    CHECK(!"fuzz: no copy of image 1");
-    free(pristine);
-    free(work);
-    return;
-  }
-  memcpy(work, pristine, FUZZ_COPY);
-  /* Group 0's bg_inode_table_lo: with 4 KiB blocks its descriptor is at
-   * 4096. */
-  itab = (size_t) (pristine[4104] | pristine[4105] << 8 | pristine[4106] << 16) * BLK;
-  CHECK(itab >= 2 * BLK && itab + 8192 <= FUZZ_COPY);
-  if (itab < 2 * BLK || itab + 8192 > FUZZ_COPY)
-    itab = 2 * BLK;
-  reg[0][0] = 1024, reg[0][1] = 1024;   /* superblock */
-  reg[1][0] = 4096, reg[1][1] = 4096;   /* group descriptors */
-  reg[2][0] = 4096, reg[2][1] = 64;     /* group 0's, more often */
-  reg[3][0] = itab, reg[3][1] = 8192;   /* the first 32 inodes */
-  reg[4][0] = itab + 256, reg[4][1] = 256;      /* the root directory's */
-
-  for (unsigned it = 0; it < FUZZ_ITERS; it++) {
-    const char *bad;
-    unsigned nflip;
-    int rc;
-
-    for (size_t r = 0; r < 5; r++)
-      memcpy(work + reg[r][0], pristine + reg[r][0], reg[r][1]);
-    nflip = 1 + (unsigned) ((rng = splitmix(rng)) % 8);
-    for (unsigned k = 0; k < nflip; k++) {
-      uint64_t x = rng = splitmix(rng);
-      size_t r = (size_t) (x % 5), p = reg[r][0] + (size_t) ((x >> 8) % reg[r][1]);
-      uint8_t vals[4] = { work[p] ^ (uint8_t) (1u << ((x >> 44) % 8)), (uint8_t) (x >> 48),
-                          0, 0xff };
-      work[p] = vals[(x >> 40) % 4];
-    }
-    rng = splitmix(rng);
-    v.size = rng % 8 == 0 ? 4 * MIB + (rng >> 8) % (4 * MIB) : IMG1_SIZE;
-    lim = def;
-    if ((rng >> 32) % 4 != 0) {
-      lim.inode_bytes = 256 * KIB;
-      lim.meta_bytes = MIB;
-      lim.file_bytes = 2 * MIB;
-      lim.min_file_bytes = 64 * KIB;
-      lim.max_files = 8;
-    }
-    v.oob = 0;
-    rc = volume_layout_scan(vol_read, &v, v.size, &lim, &l);
-    if (rc > 0)
-      bad = "a positive return";
-    else if (v.oob)
-      bad = "a read past the volume's end";
-    else if (rc < 0 && (l.nmeta || l.nfiles || l.nranges || l.nsmall))
-      bad = "hints left after an error";
-    else
-      bad = layout_problem(&l, v.size, &lim);
-    if (bad && reported++ < 5)
-      fprintf(stderr, "fuzz iteration %u: %s (rc %d)\n", it, bad, rc);
-    volume_layout_free(&l);
-  }
-  CHECK_INTEQ(reported, 0);
-  free(pristine);
-  free(work);
-}
-
-/* Two small files' inodes claiming the same blocks (a damaged filesystem):
- * the scan still succeeds, and those blocks are listed once, in ranges
- * that do not overlap (scan_checked checks that). */
-static void
-shared_blocks_case(struct vol *v1)
-{
-  uint8_t *work = malloc(FUZZ_COPY);
-  struct vol v = { .kind = VOL_MEM, .fd = -1, .mem = work, .memlen = FUZZ_COPY, .size = IMG1_SIZE,
-                   .fail_after = -1 };
-  struct layout_limits lim;
-  struct volume_layout l;
-  size_t itab, a = 0, b = 0, holding = 0;
-  uint64_t first;
-  int rc;
-
-  if (!work || vol_read(v1, 0, work, FUZZ_COPY) != 0) {
-    CHECK(!"shared blocks: no copy of image 1");
-    free(work);
-    return;
-  }
-  itab = (size_t) (work[4104] | work[4105] << 8 | work[4106] << 16) * BLK;
-  CHECK(itab >= 2 * BLK && itab + 8192 <= FUZZ_COPY);
-  /* Two regular files under 1 MiB with extents among the first 32 inodes
-   * (256 bytes each): mode, size, flags, then i_block at 0x28. */
-  for (size_t ino = 12; ino <= 32 && itab + 8192 <= FUZZ_COPY; ino++) {
-    const uint8_t *p = work + itab + (ino - 1) * 256;
-    uint32_t size = (uint32_t) (p[4] | p[5] << 8 | p[6] << 16 | (uint32_t) p[7] << 24);
-
-    if ((p[1] & 0xF0) == 0x80 && size > 0 && size < MIB && (p[0x22] & 0x08)) {
-      if (a == 0)
-        a = ino;
-      else if (b == 0)
-        b = ino;
-    }
-  }
-  CHECK(a != 0 && b != 0);
-  if (a == 0 || b == 0) {
-    free(work);
-    return;
-  }
-  memcpy(work + itab + (b - 1) * 256 + 0x28, work + itab + (a - 1) * 256 + 0x28, 60);
-  /* a's first data block: the first extent's ee_start_lo (its high 16 bits
-   * are 0 in an 8 GiB filesystem). */
-  first = (uint64_t) (work[itab + (a - 1) * 256 + 0x28 + 12 + 8] |
-                      work[itab + (a - 1) * 256 + 0x28 + 12 + 9] << 8 |
-                      work[itab + (a - 1) * 256 + 0x28 + 12 + 10] << 16) * BLK;
-  volume_layout_default_limits(&lim);
-  CHECK_INTEQ(rc = scan_checked(&v, &lim, &l), 0);
-  if (rc == 0) {
-    for (size_t i = 0; i < l.nsmall; i++)
-      if (first >= l.small[i].off && first - l.small[i].off < l.small[i].len)
-        holding++;
-    CHECK_INTEQ(holding, 1);
-  }
-  volume_layout_free(&l);
-  free(work);
-}
-
-/* CRC-32 as GPT uses it (reflected, 0xedb88320). */
-static uint32_t
-crc32_gpt(const uint8_t *p, size_t n)
-{
-  uint32_t c = 0xffffffffu;
-
-  while (n--) {
-    c ^= *p++;
-    for (int k = 0; k < 8; k++)
-      c = (c >> 1) ^ (0xedb88320u & -(c & 1));
-  }
-  return ~c;
-}
-
-/* Image 2 with an MBR, then with a GPT (checksums right, though the parser
- * need not check them): the filesystem in the partition at 1 MiB. */
-static void
-partition_cases(struct vol *v)
-{
-  static uint8_t gpt[1024 + 128 * 128];
-  static const uint8_t linux_fs[16] = { 0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47,
-                                        0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4 };
-  uint64_t last = PART_IMG / 512 - 1;
-  uint8_t *h = gpt + 512, *e = gpt + 1024;
-
-  phase("MBR partition at 1 MiB");
-  gpt[446 + 4] = 0x83;
-  put_le(gpt + 446 + 8, PART_OFF / 512, 4);
-  put_le(gpt + 446 + 12, PART_FS / 512, 4);
-  gpt[510] = 0x55;
-  gpt[511] = 0xaa;
-  CHECK(pwrite(v->fd, gpt, 512, 0) == 512);
-  check_ext4(v, PART_OFF, 2);
-
-  phase("GPT partition at 1 MiB");
-  memset(gpt + 446, 0, 16);
-  gpt[446 + 4] = 0xee;
-  put_le(gpt + 446 + 8, 1, 4);
-  put_le(gpt + 446 + 12, min64(last, 0xffffffffu), 4);
-  memcpy(e, linux_fs, 16);
-  memset(e + 16, 0x5a, 16);             /* unique partition GUID */
-  put_le(e + 32, PART_OFF / 512, 8);
-  put_le(e + 40, (PART_OFF + PART_FS) / 512 - 1, 8);
-  memcpy(h, "EFI PART", 8);
-  put_le(h + 8, 0x00010000, 4);
-  put_le(h + 12, 92, 4);
-  put_le(h + 24, 1, 8);
-  put_le(h + 32, last, 8);
-  put_le(h + 40, 34, 8);
-  put_le(h + 48, last - 33, 8);
-  memset(h + 56, 0xa5, 16);             /* disk GUID */
-  put_le(h + 72, 2, 8);
-  put_le(h + 80, 128, 4);
-  put_le(h + 84, 128, 4);
-  put_le(h + 88, crc32_gpt(e, 128 * 128), 4);
-  put_le(h + 16, crc32_gpt(h, 92), 4);
-  CHECK(pwrite(v->fd, gpt, sizeof gpt, 0) == (ssize_t) sizeof gpt);
-  check_ext4(v, PART_OFF, 2);
-  /* Reading 128 GPT entries is many more reads to fail than image 1's. */
-  phase("GPT image, failing reads");
-  failure_cases(v);
-}
-
-/* Zeros, random bytes, and partition tables pointing past the end or
- * claiming 2^32 entries: no filesystem, no hints, no read outside. */
-static void
-foreign_cases(void)
-{
-  static uint8_t sec[1024];
-  struct vol zeros = { .kind = VOL_MEM, .fd = -1, .size = 64 * MIB, .fail_after = -1 };
-  struct vol rnd = { .kind = VOL_RANDOM, .fd = -1, .size = 64 * MIB, .fail_after = -1 };
-  struct vol mbr = { .kind = VOL_MEM, .fd = -1, .mem = sec, .memlen = sizeof sec, .size = 64 * MIB,
-                     .fail_after = -1 };
-  struct vol *vols[] = { &zeros, &rnd, &mbr, &mbr };
-  struct layout_limits lim;
-  struct volume_layout l;
-
-  volume_layout_default_limits(&lim);
-  sec[446 + 4] = 0x83;
-  put_le(sec + 446 + 8, 0xffffff00u, 4);
-  put_le(sec + 446 + 12, 0xffffffffu, 4);
-  sec[462 + 4] = 0x83;
-  put_le(sec + 462 + 8, 2048, 4);
-  put_le(sec + 462 + 12, 0xffffffffu, 4);
-  sec[510] = 0x55;
-  sec[511] = 0xaa;
-  for (size_t i = 0; i < sizeof vols / sizeof vols[0]; i++) {
-    if (i == 3) {                       /* now a GPT with absurd fields */
-      memset(sec + 446, 0, 32);
-      sec[446 + 4] = 0xee;
-      put_le(sec + 446 + 8, 1, 4);
-      put_le(sec + 446 + 12, 0xffffffffu, 4);
-      memcpy(sec + 512, "EFI PART", 8);
-      put_le(sec + 512 + 12, 92, 4);
-      put_le(sec + 512 + 72, 0xfffffffffffff000ull, 8);
-      put_le(sec + 512 + 80, 0xffffffffu, 4);
-      put_le(sec + 512 + 84, 0xffffffffu, 4);
-    }
-    CHECK_INTEQ(scan_checked(vols[i], &lim, &l), 0);
-    CHECK_INTEQ(l.nfilesystems, 0);
-    CHECK_INTEQ(l.nfiles, 0);
-    CHECK_INTEQ(l.nmeta, 0);
-    volume_layout_free(&l);
-  }
 }
 
 /* Inodes in many groups: every directory is found, and every group's used
