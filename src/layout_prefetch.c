@@ -16,9 +16,11 @@
  * forms for readahead to follow.  So once reads begin in the data of two
  * small files in different blocks near each other - a copy under way, not
  * one file looked at - the blocks holding small files' data around the
- * second are queued at once.  While a copy goes on (a window was set off
- * in the last few seconds), the first read in another place is enough: the
- * next directory's files then come in the round trip of its first file.
+ * second are queued at once, and with them the next few blocks of small
+ * files past the window (the directories a copy reads next).  While a copy
+ * goes on (a window was set off in the last few seconds), the first read in
+ * another place is enough: a directory the copy takes out of order comes in
+ * the round trip of its first file.
  * Per block, atomic flags say it was read, queued, or already set off a
  * window, so each is queued at most once.
  */
@@ -49,6 +51,12 @@
 /* How long after a window the copy counts as going on.  Between two
  * directories a copy may spend a while on a large file. */
 #define SMALL_COPY_MS 5000u
+/* A window also queues this many of the next blocks holding small files past
+ * it, however far: a copy goes on to the next directory, and trees written
+ * by a copy (cp -r, tar, mkfs -d) lie on disk in the order a copy reads
+ * them back.  8 MiB: the next directory's files come with the window, not
+ * one round trip after the copy reaches them. */
+#define SMALL_AHEAD_BLOCKS 16u
 
 enum { SMALL_READ = 1, SMALL_QUEUED = 2, SMALL_WINDOW = 4 };
 
@@ -241,8 +249,8 @@ static void
 small_file_read(struct layout_prefetch *lp, uint64_t b)
 {
   const uint32_t *blk = lp->small_blocks;
-  uint32_t take[2 * SMALL_WINDOW_BLOCKS + 1];   /* distinct blocks within the window */
-  size_t i = small_block_index(lp, b), lo, hi, j, n = 0, k, next;
+  uint32_t take[2 * SMALL_WINDOW_BLOCKS + 1 + SMALL_AHEAD_BLOCKS];   /* window, then ahead */
+  size_t i = small_block_index(lp, b), lo, hi, ahead, j, n = 0, k, next;
   uint64_t now = http_now_ms(), last = __atomic_load_n(&lp->last_window_ms, __ATOMIC_RELAXED);
   bool other = last != 0 && now - last < SMALL_COPY_MS;
 
@@ -260,7 +268,10 @@ small_file_read(struct layout_prefetch *lp, uint64_t b)
       (__atomic_fetch_or(&lp->small_state[i], SMALL_WINDOW, __ATOMIC_RELAXED) & SMALL_WINDOW))
     return;
   __atomic_store_n(&lp->last_window_ms, now ? now : 1, __ATOMIC_RELAXED);
-  for (j = lo; j <= hi; j++)
+  ahead = lp->nsmall_blocks - 1 - hi;
+  if (ahead > SMALL_AHEAD_BLOCKS)
+    ahead = SMALL_AHEAD_BLOCKS;
+  for (j = lo; j <= hi + ahead; j++)
     if (!(__atomic_fetch_or(&lp->small_state[j], SMALL_QUEUED, __ATOMIC_RELAXED) & SMALL_QUEUED))
       take[n++] = blk[j];
   /* Consecutive blocks go as one range. */
@@ -270,9 +281,8 @@ small_file_read(struct layout_prefetch *lp, uint64_t b)
     image_prefetch_range(lp->img, (uint64_t) take[k] * EBS_BLOCK_SIZE,
                          (uint64_t) (take[next - 1] - take[k] + 1) * EBS_BLOCK_SIZE);
   }
-  if (n)
-    log_debug(LOG_SUB_READAHEAD, "%s: small files read near block %llu: queuing %zu block(s)",
-              image_snapshot_id(lp->img), (unsigned long long) b, n);
+  log_debug(LOG_SUB_READAHEAD, "%s: small files read near block %llu: queuing %zu block(s)",
+            image_snapshot_id(lp->img), (unsigned long long) b, n);
 }
 
 void

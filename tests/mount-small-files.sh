@@ -7,6 +7,8 @@
 #   (a copy under way) queue the other blocks holding small files' data
 #   around them: reading those files then costs no GetSnapshotBlock, where
 #   with fs_prefetch=off it does;
+# - that window also queues the next blocks of small files past it, however
+#   far (the next directory, past the large file): the copy finds them in;
 # - no block is fetched twice, and no block without small files' data (the
 #   large file beside them) is queued by it;
 # - while that copy goes on, the first read in small files elsewhere (another
@@ -99,11 +101,16 @@ gets_settle
 n=$(gets); [ "$n" -le 1 ] || { cat "$EBSFS_LOG" >&2; fail "one small file's read cost $n GetSnapshotBlock"; }
 grep -q "small files read near" "$EBSFS_LOG" && fail "one small file's read set off a window"
 
-# A second one, in the next block: the window around it is queued.  And
-# while that copy goes on, one read in the far directory is enough there.
+# A second one, in the next block: the window around it is queued, and the
+# small files past it: the far directory's first file costs no request.
+# And while that copy goes on, one read there sets off a window there.
 read_fs_blocks "$mnt/$snap" "$(first_in "$y")"
 wait_log "$EBSFS_LOG" "small files read near block $y: queuing"
+gets_settle
+n0=$(gets)
 read_fs_blocks "$mnt/$snap" "$far_first"
+n=$(gets); [ "$n" -eq "$n0" ] ||
+  { cat "$EBSFS_LOG" >&2; fail "the far directory's first file cost $((n - n0)) GetSnapshotBlock after the window near $y"; }
 wait_log "$EBSFS_LOG" "small files read near block $far: queuing"
 gets_settle
 # Each block once at most, and only blocks of small files: x, then those of
