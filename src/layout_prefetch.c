@@ -242,6 +242,14 @@ small_block_index(const struct layout_prefetch *lp, uint64_t b)
   return lo;
 }
 
+static bool
+is_small_block(const struct layout_prefetch *lp, uint64_t b)
+{
+  size_t j = small_block_index(lp, b);
+
+  return j < lp->nsmall_blocks && lp->small_blocks[j] == b;
+}
+
 /* A read began in a small file's data, in block b: if another block of the
  * window around it was read before, or a copy is going on, queue the
  * window's small-file blocks. */
@@ -328,6 +336,20 @@ layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_s
 
   if (__atomic_load_n(&lp->done, __ATOMIC_ACQUIRE) != 1)
     return nra;
+  /* A stream through small files (a copy reading them in disk order): their
+   * blocks are the windows' to queue (small_file_read), and past them lie
+   * other files - a copy's next directory's large file, which it may never
+   * read.  So the window takes only blocks holding small files' data, up to
+   * the first that holds none. */
+  if (is_small_block(lp, stream_start / EBS_BLOCK_SIZE) &&
+      is_small_block(lp, off / EBS_BLOCK_SIZE)) {
+    unsigned k = 0;
+
+    for (size_t j = small_block_index(lp, ra_first);
+         k < nra && j < lp->nsmall_blocks && lp->small_blocks[j] == ra_first + k; j++)
+      k++;
+    return k;
+  }
   /* The file the stream began in: the last one starting at or before that
    * point, if the point lies in its data.  A stream that began before the
    * file (dd of the volume) or has run on past its end and the kernel's

@@ -40,7 +40,9 @@ void layout_prefetch_on_read(struct layout_prefetch *lp, uint64_t off, size_t le
  * readahead past it: the rest of the volume belongs to other files, and on
  * a busy link those requests only delay this file's.  A stream that began
  * before the file (dd of the volume), or that reads on past that point, is
- * not clipped. */
+ * not clipped.  A stream that began in a block holding small files' data,
+ * while it reads in one, takes only such blocks: the copy's windows queue
+ * those, and past them lie other files. */
 unsigned layout_prefetch_clip(struct layout_prefetch *lp, uint64_t off, uint64_t stream_start,
                               uint64_t ra_first, unsigned nra);
 
