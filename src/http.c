@@ -40,7 +40,7 @@
 #define HTTP_UPLOAD_BUFFER (512L * 1024)   /* one EBS block per send() */
 
 #define HTTP_MAX_PROMOTIONS 64             /* queued between two turns of the loop */
-#define HTTP_KEY_MAX 64                    /* a rate key (snapshot ID) in a promotion */
+#define HTTP_KEY_MAX 72                    /* a key (snapshot ID, at most 64) + NUL */
 
 struct promotion {
   char key[HTTP_KEY_MAX];
@@ -769,7 +769,8 @@ io_thread(void *arg)
   bool stop;
   struct epoll_event evs[64];
   struct promotion promo[HTTP_MAX_PROMOTIONS];
-  unsigned npromo, cancel;
+  unsigned npromo, cancel_seq;
+  bool cancel;
   char cancel_owner[HTTP_KEY_MAX];
 
   for (;;) {
@@ -782,7 +783,8 @@ io_thread(void *arg)
     npromo = h->npromo;
     memcpy(promo, h->promo, npromo * sizeof promo[0]);
     h->npromo = 0;
-    cancel = h->cancel_asked != h->cancel_done ? h->cancel_asked : 0;
+    cancel = h->cancel_asked != h->cancel_done;
+    cancel_seq = h->cancel_asked;
     if (cancel)
       memcpy(cancel_owner, h->cancel_owner, sizeof cancel_owner);
     stop = h->stopping;
@@ -799,7 +801,7 @@ io_thread(void *arg)
        * of them are in our queues now. */
       cancel_owned(h, cancel_owner);
       pthread_mutex_lock(&h->lock);
-      h->cancel_done = cancel;
+      h->cancel_done = cancel_seq;
       pthread_cond_broadcast(&h->cancel_cond);
       pthread_mutex_unlock(&h->lock);
     }
@@ -1055,8 +1057,6 @@ http_cancel_owner(struct http *h, const char *owner)
   }
   memcpy(h->cancel_owner, owner, len + 1);
   mine = ++h->cancel_asked;
-  if (mine == 0)                 /* 0 means "none" to the I/O thread */
-    mine = h->cancel_asked = 1;
   pthread_mutex_unlock(&h->lock);
   wake(h);
   pthread_mutex_lock(&h->lock);
