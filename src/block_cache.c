@@ -13,11 +13,14 @@
  * own buffers instead of flushing the blocks random readers (a loop-mounted
  * file system's metadata) keep coming back to.
  *
- * Below the budget, the consumed list keeps a quarter of the budget (at
- * least 64 MiB) and then recycles its oldest buffer for the next miss: a
- * dd of a whole volume then touches about 100 MiB of fresh memory instead
- * of the whole budget, and first-touching memory is a fifth of the daemon's
- * CPU in such a read on the machine we measure on (tests/bench/RESULTS.md).
+ * Below the budget, the consumed list keeps a sixteenth of the budget (at
+ * least 16 MiB) and then recycles its oldest buffer for the next miss: a
+ * dd of a whole volume then touches about 120 MiB of fresh memory (the
+ * readahead window, the reserve, these) instead of the whole budget.
+ * First-touching memory is a fifth of the daemon's CPU in such a read on
+ * the machine we measure on, more where fresh memory is slow: a quarter
+ * of the default budget (64 MiB, 173 MiB touched in all) cost 8% of a dd's
+ * throughput there (tests/bench/RESULTS.md).
  * But a reader can come back (the kernel dropped its pages under memory
  * pressure, or a direct-I/O reader reads again), and then those blocks were
  * worth keeping (an earlier version recycled unconditionally
@@ -40,8 +43,8 @@
 #include "log.h"
 
 #define DEFAULT_BUDGET (64ull * EBS_BLOCK_SIZE)
-#define DONE_KEEP_MIN 128u              /* consumed blocks kept below the budget: */
-#define DONE_KEEP_SHARE 4               /* max(64 MiB, a quarter of the budget) */
+#define DONE_KEEP_MIN 32u               /* consumed blocks kept below the budget: */
+#define DONE_KEEP_SHARE 16              /* max(16 MiB, a sixteenth of the budget) */
 #define NO_GHOST UINT32_MAX
 #define RESERVE_BUFS 32u                /* 16 MiB of buffers kept ready */
 #define CHUNK_SIZE (2u << 20)           /* buffers come in 2 MiB chunks (below) */

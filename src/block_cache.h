@@ -79,9 +79,10 @@ uint32_t block_cache_index(const struct cache_entry *e);
 
 /* Drop-behind hint: a sequential reader has read the block to its end (the
  * kernel's page cache holds it now).  When its last reference goes, it is
- * evicted before any ordinary block, and once consumed blocks fill a quarter
- * of the budget their buffers are recycled even below it - until a recycled
- * block is asked for again.  A later get of the block makes it ordinary. */
+ * evicted before any ordinary block, and once consumed blocks fill a
+ * sixteenth of the budget their buffers are recycled even below it - until
+ * a recycled block is asked for again.  A later get of the block makes it
+ * ordinary. */
 void block_cache_mark_consumed(struct cache_entry *e);
 
 void block_cache_release(struct cache_entry *e);

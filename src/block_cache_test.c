@@ -110,7 +110,7 @@ test_drop_behind(void)
   block_cache_drop_owner(c, &owner_a);
   block_cache_free(c);
 
-  /* Below the budget (4096 blocks), a stream keeps a quarter of it (1024
+  /* Below the budget (4096 blocks), a stream keeps a sixteenth of it (256
    * consumed blocks) and then recycles its oldest buffers: the cache stops
    * growing.  Ordinary blocks are never recycled below the budget. */
   c = block_cache_new(4096ull * EBS_BLOCK_SIZE);
@@ -119,8 +119,8 @@ test_drop_behind(void)
   for (i = 0; i < 1500; i++)
     fill_consumed(c, &owner_a, i);
   block_cache_get_stats(c, &st);
-  CHECK_INTEQ(st.entries, 10 + 1025);
-  CHECK_INTEQ(st.recycled, 1500 - 1025);
+  CHECK_INTEQ(st.entries, 10 + 257);
+  CHECK_INTEQ(st.recycled, 1500 - 257);
   CHECK_INTEQ(st.evictions, 0);
   CHECK_INTEQ(st.ghost_hits, 0);
   CHECK(!block_cache_contains(c, &owner_a, 0));
@@ -134,8 +134,8 @@ test_drop_behind(void)
     fill_consumed(c, &owner_a, i);
   block_cache_get_stats(c, &st);
   CHECK_INTEQ(st.ghost_hits, 1);
-  CHECK_INTEQ(st.recycled, 1500 - 1025);
-  CHECK_INTEQ(st.entries, 10 + 1025 + 1 + 1000);
+  CHECK_INTEQ(st.recycled, 1500 - 257);
+  CHECK_INTEQ(st.entries, 10 + 257 + 1 + 1000);
   CHECK_INTEQ(st.evictions, 0);
   block_cache_drop_owner(c, &owner_a);
   block_cache_drop_owner(c, &owner_b);
