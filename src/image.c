@@ -400,6 +400,17 @@ image_open(const char *snapshot_id, const struct image_options *opts,
 }
 
 void
+image_cancel(struct image *img)
+{
+  pthread_mutex_lock(&img->lock);
+  img->closing = true;
+  while (img->submitting > 0)
+    pthread_cond_wait(&img->idle, &img->lock);
+  pthread_mutex_unlock(&img->lock);
+  ebs_cancel_snapshot(img->client, img->snapshot_id);
+}
+
+void
 image_close(struct image *img)
 {
   if (img == NULL)
@@ -407,12 +418,7 @@ image_close(struct image *img)
   /* Nobody will read what is still queued or on the wire (the readers are
    * gone): cancel it rather than wait for it, which could take a stalled
    * server's timeouts times every queued prefetch. */
-  pthread_mutex_lock(&img->lock);
-  img->closing = true;
-  while (img->submitting > 0)
-    pthread_cond_wait(&img->idle, &img->lock);
-  pthread_mutex_unlock(&img->lock);
-  ebs_cancel_snapshot(img->client, img->snapshot_id);
+  image_cancel(img);
   layout_prefetch_stop(img->layout);    /* its thread reads through img */
   first_listing_end(img->first);        /* its thread writes the index */
   /* Completions of cancelled requests may still be running; they touch img. */

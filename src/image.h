@@ -38,6 +38,10 @@ struct image_options {
 int image_open(const char *snapshot_id, const struct image_options *opts,
                struct image **out, struct ebs_error *err);
 void image_close(struct image *img);
+/* The mount is ending: every request of img ends now with -ECANCELED
+ * (readers waiting get it) and no new one is sent.  image_close does it
+ * too; it is for a stop signal, while libfuse still has readers. */
+void image_cancel(struct image *img);
 
 uint64_t image_size(const struct image *img);
 const char *image_snapshot_id(const struct image *img);

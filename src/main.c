@@ -47,6 +47,7 @@
 #include "kernel_readahead.h"
 #include "log.h"
 #include "staging.h"
+#include "stop_signal.h"
 #include "commit.h"
 
 /* Everything the mount owns, torn down in reverse by mount_free. */
@@ -64,7 +65,7 @@ struct mount {
   struct staging *staging;      /* -o rw and --resume */
   struct commit_options copts;
   struct fuse_session *se;
-  bool mounted, handlers;
+  bool mounted, handlers, watching;
   int status_fd;                /* to the waiting parent; -1 in the foreground */
 };
 
@@ -610,6 +611,29 @@ resume_command(struct mount *m)
 
 /* ---- the FUSE session ----------------------------------------------------------- */
 
+/* On a stop signal (stop_signal.h): readers of read-only images waiting for
+ * a stalled endpoint get ECANCELED now, so that libfuse's workers can be
+ * joined.  A writable image is left alone: a write waiting for its source
+ * block finishes, and the commit after the loop has everything written. */
+static void
+cancel_reads(void *arg)
+{
+  struct mount *m = arg;
+
+  for (size_t i = 0; i < m->nimages; i++)
+    if (!image_writable(m->images[i]))
+      image_cancel(m->images[i]);
+}
+
+static void
+stop_watch_end(struct mount *m)
+{
+  if (m->watching) {
+    stop_signal_unwatch();
+    m->watching = false;
+  }
+}
+
 static int
 start_fuse(struct mount *m)
 {
@@ -643,6 +667,11 @@ start_fuse(struct mount *m)
     return -1;
   }
   m->handlers = true;
+  r = stop_signal_watch(cancel_reads, m);
+  if (r == 0)
+    m->watching = true;
+  else
+    log_debug(LOG_SUB_FUSE, "no stop-signal watcher: %s", strerror(-r));
   if (fuse_session_mount(m->se, m->mountpoint) != 0) {
     if (fuse_errors_logged == 0)
       log_error("cannot mount at %s", m->mountpoint);
@@ -698,6 +727,7 @@ serve(struct mount *m)
 static void
 mount_free(struct mount *m)
 {
+  stop_watch_end(m);
   if (m->se) {
     if (m->mounted)
       fuse_session_unmount(m->se);
@@ -785,6 +815,7 @@ main(int argc, char **argv)
              m.nimages == 1 ? "" : "s", m.mountpoint, m.endpoint);
   if (serve(&m) == 0)
     status = 0;
+  stop_watch_end(&m);           /* before the images go, and the commit */
   if (m.staging) {
     /* The mount must be gone before the last commit: nothing can write. */
     if (m.mounted) {

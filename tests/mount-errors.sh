@@ -4,7 +4,7 @@
 # the parent reports the child's verdict).  Then the good paths around
 # them: -h/-V, writes refused with EROFS, the daemon going away after
 # fusermount3 -u, SIGTERM and SIGINT unmounting cleanly with exit 0 and no
-# warnings printed.
+# warnings printed, SIGTERM too while a read waits on a stalled endpoint.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 . "$top_srcdir/tests/mount-functions.sh"
 set -u
@@ -120,6 +120,30 @@ for sig in TERM INT; do
   check_ebsfs_log "$EBSFS_LOG"
 done
 EBSFS_WRAPPER=()
+
+# SIGTERM while a read waits for a block the endpoint holds for 60 s: the
+# read fails at once (cancelled) and ebsfs exits 0 within seconds, where it
+# used to wait out the fetch's retries (92 s).
+emu_faults '[{"op": "GetSnapshotBlock", "kind": "delay", "delay_ms": 60000, "block_index": 5}]' ||
+  fail "emu_faults"
+start_ebsfs "$mnt" -o fs_prefetch=off "$snap"
+dd if="$mnt/$snap" of=/dev/null bs=4096 count=1 skip=$((5 * 128)) iflag=direct status=none \
+  2>"$EMU_TMP/held.err" &
+ddpid=$!
+for (( i=0; i<100; i++ )); do
+  [ "$(emu_counter GetSnapshotBlock)" -ge 6 ] && break
+  sleep 0.05
+done
+sleep 0.2                                       # the read is waiting by now
+kill -TERM "$EBSFS_PID"
+for (( i=0; i<200; i++ )); do _running "$EBSFS_PID" || break; sleep 0.05; done
+_running "$EBSFS_PID" && fail "SIGTERM did not stop ebsfs within 10 s while a read waited"
+wait "$EBSFS_PID"; rc=$?
+[ "$rc" -eq 0 ] || { cat "$EBSFS_LOG" >&2; fail "exit $rc after SIGTERM with a read waiting"; }
+check_ebsfs_log "$EBSFS_LOG"
+wait "$ddpid" && fail "the held read succeeded"
+echo "held read: $(cat "$EMU_TMP/held.err")"
+emu_clear_faults
 
 # And the plain path: fusermount3 -u, exit 0, no warnings.
 start_ebsfs "$mnt" "$snap"
