@@ -41,7 +41,50 @@
 struct handle {
   struct image *img;
   struct image_reader *reader;  /* sequential-stream detection for this open */
+  struct handle *prev, *next;   /* on fs->handles until released */
 };
+
+static void
+handle_link(struct ebsfs_fs *fs, struct handle *h)
+{
+  pthread_mutex_lock(&fs->handles_lock);
+  h->prev = NULL;
+  h->next = fs->handles;
+  if (fs->handles)
+    fs->handles->prev = h;
+  fs->handles = h;
+  pthread_mutex_unlock(&fs->handles_lock);
+}
+
+static void
+handle_free(struct ebsfs_fs *fs, struct handle *h)
+{
+  pthread_mutex_lock(&fs->handles_lock);
+  if (h->prev)
+    h->prev->next = h->next;
+  else
+    fs->handles = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  pthread_mutex_unlock(&fs->handles_lock);
+  image_reader_free(h->reader);
+  free(h);
+}
+
+int
+ebsfs_fs_init(struct ebsfs_fs *fs)
+{
+  fs->handles = NULL;
+  return -pthread_mutex_init(&fs->handles_lock, NULL);
+}
+
+void
+ebsfs_fs_fini(struct ebsfs_fs *fs)
+{
+  while (fs->handles)
+    handle_free(fs, fs->handles);
+  pthread_mutex_destroy(&fs->handles_lock);
+}
 
 static struct ebsfs_fs *
 fs_of(fuse_req_t req)
@@ -242,6 +285,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     return;
   }
   fi->fh = (uint64_t) (uintptr_t) h;
+  handle_link(fs, h);
   /* A read-only image is read with direct I/O by default: each read goes
    * from our buffers straight into the reader's, instead of being copied
    * into page-cache pages the kernel must first allocate and later reclaim.
@@ -255,11 +299,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->keep_cache = 1;         /* the snapshot cannot change: pages stay valid */
   else
     fi->direct_io = 1;
-  if (fuse_reply_open(req, fi) != 0) {
-    /* The opener is gone (interrupted); no release will come. */
-    image_reader_free(h->reader);
-    free(h);
-  }
+  if (fuse_reply_open(req, fi) != 0)
+    handle_free(fs, h);         /* the opener is gone (interrupted): no release */
 }
 
 static void
@@ -268,10 +309,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   struct handle *h = (struct handle *) (uintptr_t) fi->fh;
 
   (void) ino;
-  if (h) {
-    image_reader_free(h->reader);
-    free(h);
-  }
+  if (h)
+    handle_free(fs_of(req), h);
   fuse_reply_err(req, 0);
 }
 

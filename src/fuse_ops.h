@@ -12,6 +12,7 @@
 #ifndef EBSFS_FUSE_OPS_H
 #define EBSFS_FUSE_OPS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -38,7 +39,17 @@ struct ebsfs_fs {
    * when read-only. */
   int (*commit)(void *arg, struct image *img);
   void *commit_arg;
+  /* Open handles not released yet (fuse_ops.c's own): a session that ends
+   * on a signal gets no release for files still open. */
+  pthread_mutex_t handles_lock;
+  struct handle *handles;
 };
+
+/* Before the session starts: 0 or -errno. */
+int ebsfs_fs_init(struct ebsfs_fs *fs);
+/* After the session, before the images go: frees the handles no release
+ * came for. */
+void ebsfs_fs_fini(struct ebsfs_fs *fs);
 
 #define EBSFS_XATTR_COMMIT "user.ebsfs.commit"
 #define EBSFS_XATTR_LAST_ID "user.ebsfs.last_snapshot_id"

@@ -65,7 +65,7 @@ struct mount {
   struct staging *staging;      /* -o rw and --resume */
   struct commit_options copts;
   struct fuse_session *se;
-  bool mounted, handlers, watching;
+  bool mounted, handlers, watching, fs_ready;
   int status_fd;                /* to the waiting parent; -1 in the foreground */
 };
 
@@ -652,6 +652,11 @@ start_fuse(struct mount *m)
   m->fs.uid = getuid();
   m->fs.gid = getgid();
   m->fs.kernel_cache = m->opts.kernel_cache != 0;
+  if ((r = ebsfs_fs_init(&m->fs)) < 0) {
+    log_error("cannot start the FUSE session: %s", strerror(-r));
+    return -1;
+  }
+  m->fs_ready = true;
   if (m->staging) {
     m->fs.commit = commit_now;
     m->fs.commit_arg = m;
@@ -734,6 +739,10 @@ mount_free(struct mount *m)
     if (m->handlers)
       fuse_remove_signal_handlers(m->se);
     fuse_session_destroy(m->se);
+  }
+  if (m->fs_ready) {
+    ebsfs_fs_fini(&m->fs);      /* handles no release came for: before the images */
+    m->fs_ready = false;
   }
   for (size_t i = m->nimages; i-- > 0; )
     image_close(m->images[i]);
