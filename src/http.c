@@ -614,13 +614,14 @@ job_attempt_done(struct http *h, struct http_job *job, CURLcode result)
 
 /* ---- the I/O thread ---------------------------------------------------------- */
 
+/* owner NULL: every job. */
 static bool
 owned_by(const struct http_job *job, const char *owner)
 {
-  return job->owner && strcmp(job->owner, owner) == 0;
+  return owner == NULL || (job->owner && strcmp(job->owner, owner) == 0);
 }
 
-/* http_cancel_owner's work: every job of owner, wherever it is, ends now. */
+/* Every job of owner (NULL: all) in our queues, wherever it is, ends now. */
 static void
 cancel_owned(struct http *h, const char *owner)
 {
@@ -637,7 +638,7 @@ cancel_owned(struct http *h, const char *owner)
     job_finish(h, job, -ECANCELED);
   }
   /* Removing from the heap reorders it: look again from the top each time
-   * (at most max_in_flight jobs, once per cancel). */
+   * (at most max_in_flight jobs, once per cancel; the top itself for all). */
   for (;;) {
     size_t i = 0;
 
@@ -674,23 +675,7 @@ cancel_all(struct http *h)
 {
   struct http_job *job;
 
-  while ((job = h->run_head) != NULL) {
-    running_del(h, job);
-    curl_multi_remove_handle(h->multi, job->easy_);
-    easy_put(h, job->easy_);
-    job->easy_ = NULL;
-    job_finish(h, job, -ECANCELED);
-  }
-  while (h->nheap > 0) {
-    job = heap_pop(h);
-    job_finish(h, job, -ECANCELED);
-  }
-  for (int q = 0; q < 2; q++)
-    while ((job = h->pend_head[q]) != NULL) {
-      h->pend_head[q] = job->next_;
-      h->active++;               /* job_finish gives the slot back */
-      job_finish(h, job, -ECANCELED);
-    }
+  cancel_owned(h, NULL);
   pthread_mutex_lock(&h->lock);
   job = h->in_head;
   h->in_head = h->in_tail = NULL;

@@ -187,7 +187,7 @@ start_fetch(struct image *img, struct cache_entry *e, uint64_t block, bool prefe
   rc = ebs_get_snapshot_block_async(img->client, img->snapshot_id, (uint32_t) block,
                                     token, block_cache_data(e), prefetch, fetch_done, e);
   pthread_mutex_lock(&img->lock);
-  if (--img->submitting == 0)
+  if (--img->submitting == 0 && img->closing)   /* only image_cancel waits for it */
     pthread_cond_broadcast(&img->idle);
   if (rc != 0 && --img->inflight == 0)  /* done will not be called */
     pthread_cond_broadcast(&img->idle);

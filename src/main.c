@@ -65,7 +65,7 @@ struct mount {
   struct staging *staging;      /* -o rw and --resume */
   struct commit_options copts;
   struct fuse_session *se;
-  bool mounted, handlers, watching, fs_ready;
+  bool mounted, handlers, fs_ready;
   int status_fd;                /* to the waiting parent; -1 in the foreground */
 };
 
@@ -625,15 +625,6 @@ cancel_reads(void *arg)
       image_cancel(m->images[i]);
 }
 
-static void
-stop_watch_end(struct mount *m)
-{
-  if (m->watching) {
-    stop_signal_unwatch();
-    m->watching = false;
-  }
-}
-
 static int
 start_fuse(struct mount *m)
 {
@@ -673,9 +664,7 @@ start_fuse(struct mount *m)
   }
   m->handlers = true;
   r = stop_signal_watch(cancel_reads, m);
-  if (r == 0)
-    m->watching = true;
-  else
+  if (r < 0)
     log_debug(LOG_SUB_FUSE, "no stop-signal watcher: %s", strerror(-r));
   if (fuse_session_mount(m->se, m->mountpoint) != 0) {
     if (fuse_errors_logged == 0)
@@ -732,7 +721,7 @@ serve(struct mount *m)
 static void
 mount_free(struct mount *m)
 {
-  stop_watch_end(m);
+  stop_signal_unwatch();        /* a no-op unless watching */
   if (m->se) {
     if (m->mounted)
       fuse_session_unmount(m->se);
@@ -824,7 +813,7 @@ main(int argc, char **argv)
              m.nimages == 1 ? "" : "s", m.mountpoint, m.endpoint);
   if (serve(&m) == 0)
     status = 0;
-  stop_watch_end(&m);           /* before the images go, and the commit */
+  stop_signal_unwatch();        /* before the images go, and the commit */
   if (m.staging) {
     /* The mount must be gone before the last commit: nothing can write. */
     if (m.mounted) {
