@@ -187,38 +187,42 @@ fail:
 
 /* ---- block buffers ------------------------------------------------------------
  *
- * Buffers are carved from 2 MiB chunks, aligned and madvise'd for
- * transparent huge pages, their memory made resident in one call, and are
- * kept for reuse (never given back before block_cache_free): first-touching
- * fresh memory is the expensive part of filling the cache.  On the build
- * machine (a VM where every page fault is expensive) making 256 MiB resident
- * took 0.53-0.55 s as 512 KiB buffers of 4 KiB pages and 0.025-0.030 s as
- * huge pages.  Without THP or MADV_POPULATE_WRITE (kernels before 5.14) the
- * pages simply fault in as they are written. */
+ * Buffers are carved from 2 MiB chunks whose memory is made resident in one
+ * call (MADV_POPULATE_WRITE), and are kept for reuse (never given back
+ * before block_cache_free): first-touching fresh memory is the expensive
+ * part of filling the cache.  On the build machine, 256 MiB took 0.53-0.55 s
+ * as 512 KiB buffers faulted in page by page, 0.11-0.13 s populated in one
+ * call.
+ *
+ * In 4 KiB pages, not transparent huge pages.  Huge pages were faster to
+ * populate on a quiet machine (0.03 s for 256 MiB), but a VM whose balloon
+ * reports free memory to its host (free page reporting) hands back exactly
+ * the free 2 MiB blocks a huge page needs, and the host must back each of
+ * them again on first touch: 2.3-2.4 s for the same 256 MiB there, for
+ * minutes after another process freed memory.  Small pages come from the
+ * blocks the guest still holds and cost the same in every state.  Measured
+ * with the default budget, huge pages against small ones, alternating
+ * (tests/bench/RESULTS.md, run 26): random 4 KiB reads 501-523 against
+ * 630-632 IOPS (the daemon populating memory for the first 3.7 s of 8),
+ * a dd 474.6 against 498.7 MiB/s, a first file after a download 420 against
+ * 260 ms.  Without MADV_POPULATE_WRITE (kernels before 5.14) the pages
+ * fault in as they are written. */
 
 static void *
 chunk_map(void)
 {
-  char *p = mmap(NULL, 2 * (size_t) CHUNK_SIZE, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  char *a;
-  size_t head;
+  void *p = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
   if (p == MAP_FAILED)
     return NULL;
-  /* Keep the 2 MiB-aligned middle: a huge page needs the alignment. */
-  a = (char *) (((uintptr_t) p + CHUNK_SIZE - 1) & ~((uintptr_t) CHUNK_SIZE - 1));
-  head = (size_t) (a - p);
-  if (head)
-    (void) munmap(p, head);
-  (void) munmap(a + CHUNK_SIZE, CHUNK_SIZE - head);
-#ifdef MADV_HUGEPAGE
-  (void) madvise(a, CHUNK_SIZE, MADV_HUGEPAGE);          /* hints: failure is harmless */
+  /* Hints, failure harmless: NOHUGEPAGE matters where THP is "always". */
+#ifdef MADV_NOHUGEPAGE
+  (void) madvise(p, CHUNK_SIZE, MADV_NOHUGEPAGE);
 #endif
 #ifdef MADV_POPULATE_WRITE
-  (void) madvise(a, CHUNK_SIZE, MADV_POPULATE_WRITE);
+  (void) madvise(p, CHUNK_SIZE, MADV_POPULATE_WRITE);
 #endif
-  return a;
+  return p;
 }
 
 /* Add a mapped chunk to the pool, under pool_lock; its buffers go on the
@@ -247,12 +251,12 @@ pool_add_chunk(struct block_cache *c, void *chunk, bool keep_first)
   return 0;
 }
 
-/* The reserve thread.  Making fresh memory resident is usually 0.1-0.2 ms
- * per chunk here, but in this VM, after other processes have freed a lot of
- * memory, it took 4-7 ms per chunk: a first-file read whose 22 blocks were
- * all missing then waited 28 ms just for buffers before its requests went
- * out.  This thread does that work ahead, while the first requests of a
- * mount are in flight and after each burst. */
+/* The reserve thread.  Making a chunk resident takes about 1 ms here (in
+ * huge pages, while we used them, up to 90 ms in the VM state above: a
+ * first-file read whose 22 blocks were all missing once waited 28 ms just
+ * for buffers before its requests went out).  This thread does that work
+ * ahead, while the first requests of a mount are in flight and after each
+ * burst, so a miss seldom waits for memory at all. */
 static void *
 reserve_main(void *arg)
 {
