@@ -16,9 +16,11 @@ Completed snapshots are immutable, so readers need no lock for them.
 """
 
 import bisect
+import errno
 import hashlib
 import heapq
 import json
+import mmap
 import os
 import struct
 import threading
@@ -30,6 +32,14 @@ OWNER_ID = "111122223333"
 _REC = struct.Struct(">QQ32s")
 ZERO_BLOCK = bytes(BLOCK_SIZE)
 ZERO_DIGEST = hashlib.sha256(ZERO_BLOCK).digest()
+
+
+def _pwrite_all(fd, data, off):
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, off)
+        view = view[n:]
+        off += n
 
 
 def new_snapshot_id():
@@ -56,6 +66,7 @@ class Snapshot:
         self.sorted_own = None      # sorted indices, once completed
         self.next_slot = 0
         self.fd = -1
+        self.dfd = -1               # blocks.dat again, O_DIRECT, for PUTs (open_files)
         self.ilog_fd = -1
         syn = meta.get("Synthetic")
         self.synthetic = (int(syn["Seed"]), int(syn["Every"])) if syn else None
@@ -70,7 +81,20 @@ class Snapshot:
     def open_files(self):
         if self.synthetic:
             return
-        self.fd = os.open(os.path.join(self.dir, "blocks.dat"), os.O_RDWR | os.O_CREAT, 0o644)
+        dpath = os.path.join(self.dir, "blocks.dat")
+        self.fd = os.open(dpath, os.O_RDWR | os.O_CREAT, 0o644)
+        # PUTs write around the page cache where the file system allows it.
+        # Buffered, 128 threads appending to one file spent 1.4 ms of kernel
+        # time per 512 KiB block here (copying into new page-cache pages,
+        # spinning on the inode lock), 0.2 ms with O_DIRECT, and that kernel
+        # time came out of the 2 cores the client under test shares: the
+        # emulator absorbed 290-590 PUT/s.  Reads stay buffered (self.fd);
+        # the kernel keeps the two coherent.
+        if hasattr(os, "O_DIRECT"):
+            try:
+                self.dfd = os.open(dpath, os.O_WRONLY | os.O_DIRECT)
+            except OSError:
+                self.dfd = -1       # no O_DIRECT here (some tmpfs): buffered only
         ipath = os.path.join(self.dir, "index.log")
         self.ilog_fd = os.open(ipath, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         with open(ipath, "rb") as f:
@@ -87,10 +111,10 @@ class Snapshot:
             self.sorted_own = sorted(self.own)
 
     def close(self):
-        for fd in (self.fd, self.ilog_fd):
+        for fd in (self.fd, self.dfd, self.ilog_fd):
             if fd >= 0:
                 os.close(fd)
-        self.fd = self.ilog_fd = -1
+        self.fd = self.dfd = self.ilog_fd = -1
 
     def save_meta(self):
         self.meta["LastActivity"] = self.last_activity
@@ -100,7 +124,18 @@ class Snapshot:
         with self.lock:
             slot = self.next_slot
             self.next_slot += 1
-        os.pwrite(self.fd, data, slot * BLOCK_SIZE)
+        off = slot * BLOCK_SIZE
+        if self.dfd >= 0:
+            try:
+                _pwrite_all(self.dfd, data, off)
+            except OSError as e:
+                # An unaligned buffer (a chunked body is joined in a fresh
+                # bytes object): this block goes through the page cache.
+                if e.errno != errno.EINVAL:
+                    raise
+                _pwrite_all(self.fd, data, off)
+        else:
+            _pwrite_all(self.fd, data, off)
         with self.lock:
             os.write(self.ilog_fd, _REC.pack(index, slot, digest))
             self.own[index] = (slot, digest)
@@ -183,10 +218,12 @@ class Store:
     MAX_SPARE = 256
 
     def take_buffer(self):
+        """A BLOCK_SIZE buffer, page-aligned (an anonymous mmap): a PUT's body
+        read into it can be written with O_DIRECT."""
         try:
             return self._spare.pop()
         except IndexError:
-            return bytearray(BLOCK_SIZE)
+            return mmap.mmap(-1, BLOCK_SIZE)
 
     def give_buffer(self, buf):
         if buf is not None and len(buf) == BLOCK_SIZE and len(self._spare) < self.MAX_SPARE:

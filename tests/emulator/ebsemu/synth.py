@@ -34,7 +34,7 @@ def _base(seed):
 
 
 def block_into(seed, index, buf):
-    """Writes block (seed, index) into buf, a bytearray of BLOCK_SIZE: no allocation
+    """Writes block (seed, index) into buf, a writable buffer of BLOCK_SIZE: no allocation
     per request (fresh 512 KiB buffers cost page faults under many threads)."""
     buf[:] = _base(seed)
     pack_into = _STAMP.pack_into
