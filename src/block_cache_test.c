@@ -428,7 +428,6 @@ test_buffer_pages(void)
   enum block_state s;
   long rss = -1, huge = -1;
   bool nohuge = false;
-  void *probe;
   bool populate = false;
 
   CHECK_INTEQ(block_cache_get(c, &owner_a, 0, &e, &s), 0);
@@ -443,13 +442,13 @@ test_buffer_pages(void)
     CHECK_INTEQ(huge, 0);
     /* Resident though nothing wrote it yet, where the kernel can populate. */
 #ifdef MADV_POPULATE_WRITE
-    probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
     if (probe != MAP_FAILED) {
       populate = madvise(probe, 4096, MADV_POPULATE_WRITE) == 0;
       munmap(probe, 4096);
     }
 #endif
-    (void) probe;
     if (populate)
       CHECK(rss >= 2048);               /* the whole 2 MiB chunk */
   }
